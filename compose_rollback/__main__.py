@@ -1,0 +1,3 @@
+from compose_rollback.plugin import main
+
+raise SystemExit(main())
