@@ -1,0 +1,1 @@
+"""Integration fixtures (images, loopback registry, per-test compose projects)."""
