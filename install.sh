@@ -44,8 +44,7 @@ for arg in "$@"; do
 done
 
 command -v python3 >/dev/null 2>&1 || die 5 "python3 is required"
-mkdir -p "$CR_HOME"
-CR_HOME=$(cd "$CR_HOME" && pwd -P)
+case $CR_HOME in /*) ;; *) CR_HOME=$PWD/$CR_HOME ;; esac
 case $DOCKER_CONFIG_DIR in /*) ;; *) DOCKER_CONFIG_DIR=$PWD/$DOCKER_CONFIG_DIR ;; esac
 PLUGIN_DIR=$CR_HOME/cli-plugins
 STATE=$CR_HOME/install-state.json
