@@ -1,0 +1,249 @@
+"""The command line: parse options, call one core function, render the result.
+
+The only module that imports typer. Every error of the core arrives here as a
+``RollbackError`` and leaves as one line on stderr and a named exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import click
+import typer
+
+from compose_rollback import render
+from compose_rollback.errors import ExitCode, RollbackError, SettingsError
+from compose_rollback.plugin import Invocation
+from compose_rollback.settings import parse_duration
+
+app = typer.Typer(
+    help="Deploy a Compose project with every image pinned to an immutable reference, gate it "
+    "on health, and put the last good revision back when a gate fails.",
+    rich_markup_mode=None, add_completion=False, no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+_state: dict[str, Any] = {}
+T = TypeVar("T")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")]
+MessageOpt = Annotated[str, typer.Option("--message", "-m", help="Describe this revision.")]
+TimeoutOpt = Annotated[str | None, typer.Option(
+    help="How long gates may take to pass (e.g. 5m). Default: x-rollback.timeout or 5m.")]
+SoakOpt = Annotated[str | None, typer.Option(
+    "--min-healthy", help="How long everything must stay healthy (e.g. 10s, 0 to skip). "
+    "Default: x-rollback.min_healthy or 10s.")]
+WaitLockOpt = Annotated[str | None, typer.Option(
+    "--wait-lock", help="Wait this long for another operation's lock instead of failing.")]
+
+
+def _duration(value: str | None, flag: str) -> float | None:
+    return None if value is None else parse_duration(value, path=flag)
+
+
+def _ctx(wait_lock: str | None = None) -> Any:
+    from compose_rollback.context import Context, store_dir
+    from compose_rollback.engine import DockerOptions, Engine
+    from compose_rollback.project import ComposeOptions, resolve_project
+
+    inv: Invocation = _state["invocation"]
+    c = inv.compose
+    options = ComposeOptions(
+        files=tuple(_as_list(c.get("files"))), project_name=_as_str(c.get("project_name")),
+        project_directory=_as_str(c.get("project_directory")),
+        env_files=tuple(_as_list(c.get("env_files"))), profiles=tuple(_as_list(c.get("profiles"))),
+    )
+    project = resolve_project(options=options, cwd=Path.cwd(), environ=os.environ)
+    docker = DockerOptions(**dict(inv.docker.items()))  # type: ignore[arg-type]
+    from compose_rollback.revisions import RevisionStore
+
+    return Context(project=project, store=RevisionStore(store_dir(project, os.environ)),
+                   progress=_progress, engine_factory=lambda: Engine(docker=docker),
+                   wait_lock=_duration(wait_lock, "--wait-lock") or 0.0)
+
+
+def _as_list(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _as_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _progress(line: str) -> None:
+    print(f"  {line}", file=sys.stderr, flush=True)
+
+
+def _emit(as_json: bool, data: Any, text: Callable[[], str]) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        out = text()
+        if out:
+            print(out)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+@app.command()
+def up(
+    services: Annotated[list[str] | None, typer.Argument(help="Services to deploy "
+                                                             "(default: all).")] = None,
+    *,
+    build: Annotated[bool, typer.Option(help="Build images before deploying.")] = False,
+    pull: Annotated[str | None, typer.Option(
+        help="Pull images before deploying: always, missing or never.")] = None,
+    message: MessageOpt = "", timeout: TimeoutOpt = None, min_healthy: SoakOpt = None,
+    no_rollback: Annotated[bool, typer.Option(
+        "--no-rollback", help="Leave a failed revision in place instead of reverting.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the revision and the plan; change nothing.")] = False,
+    wait_lock: WaitLockOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Deploy with pinned images and health gates; revert to the last good revision on failure."""
+    from compose_rollback import deploy
+
+    if pull not in (None, "always", "missing", "never"):
+        raise SettingsError("--pull", f"expected always, missing or never, got {pull!r}")
+    dry = dry_run or bool(_state["invocation"].compose.get("dry_run"))
+    result = deploy.up(_ctx(wait_lock), services=services or [], build=build, pull=pull,
+                       message=message, overrides=_overrides(timeout, min_healthy),
+                       rollback=not no_rollback, dry_run=dry)
+    _finish(result, as_json)
+
+
+@app.command()
+def revert(
+    *, to: Annotated[str | None, typer.Option(
+        "--to", help="Revision to restore (default: the last good one before the current).")
+    ] = None,
+    message: MessageOpt = "", timeout: TimeoutOpt = None, min_healthy: SoakOpt = None,
+    wait_lock: WaitLockOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Go back to the last good revision, or to any kept revision (recorded as a new one)."""
+    from compose_rollback import deploy
+
+    result = deploy.revert(_ctx(wait_lock), to=to, message=message,
+                           overrides=_overrides(timeout, min_healthy))
+    _finish(result, as_json)
+
+
+@app.command()
+def history(*, as_json: JsonOpt = False) -> None:
+    """List revisions: number, time, status, message, images, and why failed ones failed."""
+    from compose_rollback import commands
+
+    revisions = commands.history(_ctx())
+    _emit(as_json, [r.to_json() for r in revisions], lambda: render.history(revisions))
+
+
+@app.command()
+def status(*, as_json: JsonOpt = False) -> None:
+    """Show the current revision and, per service, what runs, its health and any drift."""
+    from compose_rollback import commands
+
+    report = commands.status(_ctx())
+    _emit(as_json, render.status_json(report), lambda: render.status(report))
+
+
+@app.command()
+def diff(
+    a: Annotated[str | None, typer.Argument(help="From this revision (default: previous).")]
+    = None,
+    b: Annotated[str | None, typer.Argument(help="To this revision (default: current).")]
+    = None,
+    *, as_json: JsonOpt = False,
+) -> None:
+    """Show image and configuration changes between two revisions."""
+    from compose_rollback import commands
+
+    report = commands.diff(_ctx(), a=a, b=b)
+    _emit(as_json, render.diff_json(report), lambda: render.diff(report))
+
+
+@app.command()
+def pin(*, message: MessageOpt = "", wait_lock: WaitLockOpt = None,
+        as_json: JsonOpt = False) -> None:
+    """Record what runs now as a revision, without deploying anything."""
+    from compose_rollback import commands
+
+    revision = commands.pin(_ctx(wait_lock), message=message)
+    _emit(as_json, revision.to_json(),
+          lambda: f"recorded revision {revision.number} ({len(revision.pins)} services)")
+
+
+@app.command()
+def prune(
+    *, keep: Annotated[int | None, typer.Option(
+        help="Revisions to keep (default: x-rollback.keep or 20).")] = None,
+    wait_lock: WaitLockOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Drop old revisions and their retention tags (never the current or last good one)."""
+    from compose_rollback import commands
+
+    dropped = commands.prune(_ctx(wait_lock), keep=keep)
+    _emit(as_json, {"pruned": dropped},
+          lambda: f"pruned {len(dropped)} revision(s)"
+          + (f": {', '.join(map(str, dropped))}" if dropped else ""))
+
+
+@app.command()
+def version(*, as_json: JsonOpt = False) -> None:
+    """Print the versions of compose-rollback, Compose and the Docker engine."""
+    from compose_rollback import commands
+    from compose_rollback.engine import DockerOptions, Engine
+
+    inv: Invocation = _state["invocation"]
+    engine = Engine(docker=DockerOptions(**inv.docker))  # type: ignore[arg-type]
+    found = commands.versions(engine)
+    _emit(as_json, found.__dict__, lambda: f"compose-rollback {found.ours}\n"
+          f"Compose          {found.compose}\nDocker engine    {found.engine}")
+
+
+def _overrides(timeout: str | None, min_healthy: str | None) -> Any:
+    from compose_rollback.deploy import Overrides
+
+    return Overrides(timeout=_duration(timeout, "--timeout"),
+                     min_healthy=_duration(min_healthy, "--min-healthy"))
+
+
+def _finish(result: Any, as_json: bool) -> None:
+    _emit(as_json, render.deploy_json(result), lambda: render.deploy(result))
+    if result.exit_code != ExitCode.OK:
+        raise typer.Exit(int(result.exit_code))
+
+
+def run(invocation: Invocation, *, plugin_socket: str | None = None) -> int:
+    """Run one command; the one place where errors become a message and an exit code."""
+    _state.clear()
+    _state["invocation"] = invocation
+    prog = invocation.prog
+    try:
+        result = app(args=invocation.args, prog_name=prog, standalone_mode=False)
+        return int(result) if isinstance(result, int) else 0
+    except click.exceptions.Exit as done:
+        return int(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        return int(ExitCode.BAD_INPUT)
+    except click.exceptions.Abort:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except RollbackError as error:
+        if _state.get("debug"):
+            raise
+        print(f"{prog}: {error.one_line()}", file=sys.stderr)
+        return int(error.exit_code)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

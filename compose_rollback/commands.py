@@ -1,0 +1,224 @@
+"""The commands besides ``up`` and ``revert``: history, status, diff, pin, prune, version."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from compose_rollback import __version__
+from compose_rollback.context import Context, author
+from compose_rollback.deploy import render_revision
+from compose_rollback.errors import BadInput, Unreachable
+from compose_rollback.lock import now_iso
+from compose_rollback.overlay import checksum, pinned_service
+from compose_rollback.pinning import Pin, keep_alive, pin_one
+from compose_rollback.revisions import Revision
+from compose_rollback.settings import load_settings
+
+MIN_COMPOSE = Version("2.24.0")
+
+
+# -- history ----------------------------------------------------------------------------------
+def history(ctx: Context) -> list[Revision]:
+    return ctx.store.revisions()
+
+
+# -- status -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServiceStatus:
+    service: str
+    pinned: str | None
+    pinned_id: str | None
+    running: list[dict[str, Any]]
+    drift: list[str]
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    project: str
+    current: Revision | None
+    services: list[ServiceStatus]
+
+    @property
+    def drifted(self) -> bool:
+        return any(s.drift for s in self.services)
+
+
+def status(ctx: Context) -> StatusReport:
+    """Current revision, and per service what is pinned, what runs, and any drift."""
+    current = ctx.store.current()
+    pins: Mapping[str, Pin] = current.pins if current else {}
+    containers = [c for c in ctx.engine.containers(ctx.project.name) if not c.oneoff]
+    report = []
+    for service in sorted(set(pins) | {c.service for c in containers}):
+        pin = pins.get(service)
+        mine = [c for c in containers if c.service == service]
+        drift = []
+        if pin is None:
+            drift.append("runs but is not in the current revision")
+        elif not mine:
+            drift.append("pinned but has no container")
+        for c in mine:
+            if pin is not None and c.image_id != pin.image_id:
+                drift.append(f"{c.name} runs image {c.image_id[:19]}, not the pinned one")
+            if c.status != "running":
+                drift.append(f"{c.name} is {c.status}")
+        running = [{"container": c.name, "state": c.status, "health": c.health,
+                    "image_id": c.image_id} for c in mine]
+        report.append(ServiceStatus(service, pin.image if pin else None,
+                                    pin.image_id if pin else None, running, drift))
+    return StatusReport(ctx.project.name, current, report)
+
+
+# -- diff -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ServiceDiff:
+    service: str
+    image_before: str | None
+    image_after: str | None
+    changes: list[tuple[str, Any, Any]] = field(default_factory=list)  # (path, before, after)
+
+
+@dataclass(frozen=True)
+class DiffReport:
+    a: int
+    b: int
+    services: list[ServiceDiff]
+
+
+def diff(ctx: Context, *, a: str | None, b: str | None) -> DiffReport:
+    """Image and configuration changes from revision A to B (default: previous -> current)."""
+    revisions = ctx.store.revisions()
+    if a is not None and b is None:
+        b_rev = ctx.store.current(revisions) or (revisions[-1] if revisions else None)
+        if b_rev is None:
+            raise BadInput("there are no revisions yet", hint="run `docker compose rollback up`")
+        a_rev = ctx.store.get(a, revisions)
+    elif a is not None and b is not None:
+        a_rev, b_rev = ctx.store.get(a, revisions), ctx.store.get(b, revisions)
+    else:
+        if len(revisions) < 2:
+            raise BadInput("diff needs two revisions", hint="there are fewer than two yet")
+        current = ctx.store.current(revisions) or revisions[-1]
+        earlier = [r for r in revisions if r.number < current.number
+                   and r.status in ("superseded", "deployed")] or \
+                  [r for r in revisions if r.number < current.number]
+        if not earlier:
+            raise BadInput("there is no revision before the current one to compare with",
+                           hint="name two revisions: diff A B")
+        a_rev, b_rev = earlier[-1], current
+    before = ctx.store.overlay_data(a_rev)["services"]
+    after = ctx.store.overlay_data(b_rev)["services"]
+    services = []
+    for name in sorted(set(before) | set(after)):
+        old, new = before.get(name) or {}, after.get(name) or {}
+        changes = [(p, x, y) for p, x, y in _walk("", old, new) if p != "image"]
+        if old.get("image") != new.get("image") or changes or not old or not new:
+            services.append(ServiceDiff(name, old.get("image"), new.get("image"), changes))
+    return DiffReport(a_rev.number, b_rev.number, services)
+
+
+def _walk(prefix: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[tuple[str, Any, Any]] = []
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out.extend(_walk(path, old.get(key), new.get(key)))
+        return out
+    return [] if old == new else [(prefix, old, new)]
+
+
+# -- pin --------------------------------------------------------------------------------------
+def pin(ctx: Context, *, message: str) -> Revision:
+    """Record what runs now as a revision, without deploying (adopt a running project)."""
+    engine, project = ctx.engine, ctx.project
+    model = engine.config(project, interpolate=True)
+    snapshot = engine.config(project, interpolate=False)
+    load_settings(snapshot)
+    running = {c.service: c for c in engine.containers(project.name)
+               if not c.oneoff and c.status == "running"}
+    services = sorted(s for s in model.get("services") or {} if s in running)
+    if not services:
+        raise BadInput(f"no container of project {project.name} is running",
+                       hint="start it first (docker compose up -d), or use rollback up")
+    infos = engine.inspect_images([running[s].image_id for s in services])
+    pins = {}
+    for service in services:
+        ref = str(model["services"][service].get("image") or f"{project.name}-{service}")
+        pins[service] = pin_one(service, ref, infos[running[service].image_id],
+                                project=project.name)
+    definitions = {s: pinned_service(snapshot["services"][s], image=pins[s].image,
+                                     local=pins[s].local) for s in services}
+    with ctx.locked("pin"):
+        revisions = ctx.store.revisions()
+        number = ctx.store.next_number(revisions)
+        text = render_revision(ctx, number=number, message=message or "pinned what runs",
+                       restores=None, definitions=definitions, top_level=snapshot)
+        who = author(project)
+        revision = Revision(
+            number=number, status="pending", kind="pin", created=who.created,
+            file=f"revisions/{number:04d}.yaml", sha256=checksum(text), pins=pins,
+            message=" ".join((message or "pinned what runs").split()), user=who.user,
+            host=who.host, git=who.git, services=tuple(services))
+        ctx.store.add(revision, text)
+        keep_alive(engine, pins)
+        ctx.store.promote(number, finished=now_iso())
+        return ctx.store.get(number)
+
+
+# -- prune ------------------------------------------------------------------------------------
+def prune(ctx: Context, *, keep: int | None) -> list[int]:
+    """Drop old revisions beyond ``keep`` (never the current or the last good one)."""
+    with ctx.locked("prune"):
+        if keep is None:
+            keep = load_settings(ctx.engine.config(ctx.project, interpolate=False)).keep
+        if keep < 1:
+            raise BadInput("--keep must be at least 1")
+        revisions = ctx.store.revisions()
+        current = ctx.store.current(revisions)
+        good = [r for r in revisions if r.status == "superseded"
+                and (current is None or r.number < current.number)]
+        protected = {r.number for r in revisions[-keep:]}
+        protected |= {r.number for r in (current, good[-1] if good else None) if r}
+        doomed = [r for r in revisions if r.number not in protected]
+        if not doomed:
+            return []
+        kept_tags = {p.retention for r in revisions if r.number in protected
+                     for p in r.pins.values()}
+        ctx.store.remove({r.number for r in doomed})
+        stale = sorted({p.retention for r in doomed for p in r.pins.values()} - kept_tags)
+        ctx.engine.untag(stale)
+        return [r.number for r in doomed]
+
+
+# -- version ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Versions:
+    ours: str
+    compose: str
+    engine: str
+
+
+def versions(ctx_engine: Any) -> Versions:
+    """Our version and the compose and engine versions found; too old or missing is an error."""
+    compose = ctx_engine.compose_version()
+    check_compose(compose)
+    return Versions(__version__, compose, ctx_engine.server_version())
+
+
+def check_compose(found: str) -> None:
+    try:
+        version = Version(found.split("+")[0].split("-")[0])
+    except InvalidVersion:
+        raise Unreachable(f"cannot read the Compose version {found!r}",
+                          hint="install Compose v2.24 or newer") from None
+    if version < MIN_COMPOSE:
+        raise Unreachable(f"Compose {found} is too old: compose-rollback needs {MIN_COMPOSE} "
+                          "or newer", hint="upgrade Compose (install.sh --with-docker)")
+
+
+def short(images: Sequence[str]) -> list[str]:
+    return [i if "@" not in i else i.split("@")[0] + "@" + i.split("@")[1][:19] for i in images]

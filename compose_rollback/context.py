@@ -1,0 +1,130 @@
+"""What every command works on: the project, its revision store, the engine, a progress sink."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import subprocess
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compose_rollback.errors import BadInput
+from compose_rollback.lock import Journal, now_iso, project_lock
+from compose_rollback.project import Project
+from compose_rollback.revisions import RevisionStore
+
+if TYPE_CHECKING:
+    from compose_rollback.engine import Engine
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Context:
+    project: Project
+    store: RevisionStore
+    progress: Progress
+    engine_factory: Callable[[], Engine]
+    wait_lock: float = 0.0
+    _engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = self.engine_factory()
+        return self._engine
+
+    @property
+    def journal(self) -> Journal:
+        return Journal(self.store.root)
+
+    @contextmanager
+    def locked(self, command: str) -> Iterator[None]:
+        """Hold the project lock, first noticing an operation that was cut off."""
+        with project_lock(self.store.root, command=command, wait=self.wait_lock,
+                          notice=self.progress):
+            recover(self)
+            yield
+
+
+def recover(ctx: Context) -> int | None:
+    """Mark the revision of an operation that never finished as ``interrupted``."""
+    records = ctx.journal.unfinished()
+    if not records:
+        return None
+    number = records[0].get("revision")
+    last = records[-1].get("step", "begin")
+    if isinstance(number, int):
+        revisions = ctx.store.revisions()
+        if any(r.number == number and r.status == "pending" for r in revisions):
+            ctx.store.update(number, status="interrupted", finished=now_iso(),
+                             reason=f"the operation was cut off (last step: {last})")
+            ctx.progress(f"revision {number} was interrupted during '{last}' and is now "
+                         "marked interrupted")
+    ctx.journal.end(recovered=number)
+    return number if isinstance(number, int) else None
+
+
+def store_dir(project: Project, environ: Mapping[str, str]) -> Path:
+    """``COMPOSE_ROLLBACK_DIR``, else ``x-rollback.dir`` of the compose files, else .rollback."""
+    configured = environ.get("COMPOSE_ROLLBACK_DIR") or _dir_setting(project.files)
+    base = Path(configured) if configured else Path(".rollback")
+    if not base.is_absolute():
+        base = project.directory / base
+    return base / project.name
+
+
+def _dir_setting(files: tuple[Path, ...]) -> str | None:
+    """Read ``x-rollback.dir`` without calling compose (fast commands need no engine)."""
+    from compose_rollback.overlay import OverlayError, load_yaml
+
+    found: str | None = None
+    for path in files:
+        try:
+            data: Any = load_yaml(path.read_text(encoding="utf-8"))
+        except (OSError, OverlayError):
+            continue
+        block = data.get("x-rollback") if isinstance(data, dict) else None
+        if isinstance(block, dict) and block.get("dir") is not None:
+            if not isinstance(block["dir"], str):
+                raise BadInput("x-rollback.dir: expected a directory path")
+            found = block["dir"]
+    return found
+
+
+@dataclass(frozen=True)
+class Author:
+    user: str
+    host: str
+    git: str
+    created: str
+
+
+def author(project: Project) -> Author:
+    """Who and where: user, host, and the git commit of the compose files when there is one."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return Author(user=user, host=socket.gethostname(), git=_git_commit(project),
+                  created=now_iso())
+
+
+def _git_commit(project: Project) -> str:
+    try:
+        head = subprocess.run(["git", "-C", str(project.directory), "rev-parse", "--short=12",
+                               "HEAD"], capture_output=True, text=True, timeout=5, check=False)
+        if head.returncode != 0:
+            return ""
+        files = [str(f) for f in project.files]
+        dirty = subprocess.run(["git", "-C", str(project.directory), "status", "--porcelain",
+                                "--", *files], capture_output=True, text=True, timeout=5,
+                               check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    suffix = " (compose files modified)" if dirty.stdout.strip() else ""
+    return head.stdout.strip() + suffix

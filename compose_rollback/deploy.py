@@ -1,0 +1,286 @@
+"""The deploy transaction: plan -> pin -> record -> apply -> gate -> commit | restore.
+
+``up`` and ``revert`` both end in ``_transaction``: the new revision is applied and gated; if a
+gate fails (or the user interrupts) the last good revision is applied and gated again, and the
+result says which of the outcomes of the behaviour contract happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from compose_rollback.context import Context, author
+from compose_rollback.errors import BadInput, ExitCode, MissingImage, RollbackError
+from compose_rollback.gates.container import GateFailure, wait_healthy
+from compose_rollback.lock import now_iso
+from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, checksum, pinned_service, render
+from compose_rollback.pinning import Pin, keep_alive, pin_services, prepare_images
+from compose_rollback.revisions import Revision
+from compose_rollback.settings import Settings, load_settings
+
+
+@dataclass(frozen=True)
+class Change:
+    """How one service differs between the current revision and the new one."""
+
+    service: str
+    before: str | None  # pinned image before (None: new service)
+    after: str | None  # pinned image after (None: service removed)
+    config_changed: bool
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    outcome: str  # deployed | rolled_back | failed | unrestored | dry_run
+    exit_code: ExitCode
+    message: str
+    revision: int | None = None
+    restored: int | None = None
+    failure: GateFailure | None = None
+    plan: Sequence[Change] = field(default=())
+    overlay: str = ""
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """CLI flags that win over file settings."""
+
+    timeout: float | None = None
+    min_healthy: float | None = None
+
+    def apply(self, settings: Settings) -> Settings:
+        return settings.with_overrides(timeout=self.timeout, min_healthy=self.min_healthy)
+
+
+def up(
+    ctx: Context, *, services: Sequence[str], build: bool, pull: str | None, message: str,
+    overrides: Overrides, rollback: bool, dry_run: bool,
+) -> DeployResult:
+    """Pin, record and deploy the project as its compose files describe it now."""
+    engine, project = ctx.engine, ctx.project
+    model = engine.config(project, interpolate=True)
+    snapshot = engine.config(project, interpolate=False)
+    settings = overrides.apply(load_settings(snapshot))
+    everything = sorted(model.get("services") or {})
+    unknown = sorted(set(services) - set(everything))
+    if unknown:
+        raise BadInput(f"no such service: {', '.join(unknown)}",
+                       hint=f"services in this project: {', '.join(everything) or 'none'}")
+    if not everything:
+        raise BadInput("the project defines no services", hint="add services to compose.yaml")
+    if dry_run:
+        return _plan_only(ctx, model=model, snapshot=snapshot, services=services, build=build,
+                          pull=pull, message=message)
+    with ctx.locked("up"):
+        revisions = ctx.store.revisions()
+        current = ctx.store.current(revisions)
+        number = ctx.store.next_number(revisions)
+        definitions, pins, changes = _compose_revision(
+            ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
+            current=current,
+        )
+        ctx.journal.begin("up", revision=number)
+        text = render_revision(ctx, number=number, message=message, restores=None,
+                       definitions=definitions, top_level=snapshot)
+        revision = _record(ctx, number=number, kind="up", text=text, pins=pins,
+                           message=message, restores=None, gated=services or everything)
+        return _transaction(ctx, revision=revision, previous=current, settings=settings,
+                            overrides=overrides, rollback=rollback, plan=changes)
+
+
+def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) -> DeployResult:
+    """Reapply the last good revision before the current one (or ``to``) as a new revision."""
+    with ctx.locked("revert"):
+        revisions = ctx.store.revisions()
+        current = ctx.store.current(revisions)
+        if to is not None:
+            target = ctx.store.get(to, revisions)
+        else:
+            earlier = [r for r in revisions if r.status == "superseded"
+                       and (current is None or r.number < current.number)]
+            if not earlier:
+                raise BadInput("there is no earlier good revision to revert to",
+                               hint="see `docker compose rollback history`, then --to REV")
+            target = earlier[-1]
+        data = ctx.store.overlay_data(target)
+        _check_images_present(ctx, target.pins)
+        number = ctx.store.next_number(revisions)
+        ctx.journal.begin("revert", revision=number, restores=target.number)
+        text = render_revision(ctx, number=number, message=message or f"revert to {target.number}",
+                       restores=target.number, definitions=data["services"], top_level=data)
+        revision = _record(ctx, number=number, kind="revert", text=text, pins=target.pins,
+                           message=message or f"revert to revision {target.number}",
+                           restores=target.number, gated=sorted(data["services"]))
+        settings = overrides.apply(load_settings(data))
+        plan = _changes(current.pins if current else {}, target.pins,
+                        ctx.store.overlay_data(current)["services"] if current else {},
+                        data["services"])
+        return _transaction(ctx, revision=revision, previous=current, settings=settings,
+                            overrides=overrides, rollback=True, plan=plan)
+
+
+# -- building a revision ----------------------------------------------------------------------
+def _compose_revision(
+    ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
+    services: Sequence[str], build: bool, pull: str | None, current: Revision | None,
+) -> tuple[dict[str, Any], dict[str, Pin], list[Change]]:
+    """Definitions and pins: named services anew, the others kept from the current revision."""
+    previous = ctx.store.overlay_data(current)["services"] if current else {}
+    old_pins = current.pins if current else {}
+    everything = sorted(model["services"])
+    keep = [s for s in everything if services and s not in services
+            and s in previous and s in old_pins]
+    fresh = [s for s in everything if s not in keep]
+    images = prepare_images(ctx.engine, ctx.project, model=model, services=fresh, build=build,
+                            pull=pull)
+    pins = pin_services(project=ctx.project, model=model, services=fresh, images=images)
+    definitions: dict[str, Any] = {
+        s: pinned_service(snapshot["services"][s], image=pins[s].image, local=pins[s].local)
+        for s in fresh
+    }
+    for s in keep:
+        definitions[s], pins[s] = previous[s], old_pins[s]
+    return definitions, pins, _changes(old_pins, pins, previous, definitions)
+
+
+def _changes(before: Mapping[str, Pin], after: Mapping[str, Pin],
+             old_defs: Mapping[str, Any], new_defs: Mapping[str, Any]) -> list[Change]:
+    changes = []
+    for service in sorted(set(before) | set(after)):
+        b, a = before.get(service), after.get(service)
+        changes.append(Change(service, b.image if b else None, a.image if a else None,
+                              old_defs.get(service) != new_defs.get(service)))
+    return changes
+
+
+def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
+               services: Sequence[str], build: bool, pull: str | None,
+               message: str) -> DeployResult:
+    revisions = ctx.store.revisions()
+    current = ctx.store.current(revisions)
+    number = ctx.store.next_number(revisions)
+    definitions, _, changes = _compose_revision(ctx, model=model, snapshot=snapshot,
+                                                services=services, build=build, pull=pull,
+                                                current=current)
+    text = render_revision(ctx, number=number, message=message, restores=None,
+                   definitions=definitions, top_level=snapshot)
+    return DeployResult("dry_run", ExitCode.OK, f"dry run: revision {number} not recorded",
+                        revision=number, plan=changes, overlay=text)
+
+
+def render_revision(ctx: Context, *, number: int, message: str, restores: int | None,
+            definitions: Mapping[str, Any], top_level: Mapping[str, Any]) -> str:
+    who = author(ctx.project)
+    header = Header(revision=number, created=who.created, message=message, user=who.user,
+                    host=who.host, git=who.git, restores=restores)
+    path = ctx.project.relative(ctx.store.overlay_path(number))
+    files = " ".join(f"-f {ctx.project.relative(f)}" for f in ctx.project.files)
+    hint = f"docker compose {files} -f {path} up -d"
+    top = {k: top_level[k] for k in TOP_LEVEL_KEYS if top_level.get(k)}
+    return render(project=ctx.project.name, header=header, services=definitions,
+                  top_level=top, apply_hint=hint)
+
+
+def _record(ctx: Context, *, number: int, kind: str, text: str, pins: Mapping[str, Pin],
+            message: str, restores: int | None, gated: Sequence[str]) -> Revision:
+    who = author(ctx.project)
+    revision = Revision(
+        number=number, status="pending", kind=kind, created=who.created,
+        file=f"revisions/{number:04d}.yaml", sha256=checksum(text), pins=dict(pins),
+        message=" ".join(message.split()), user=who.user, host=who.host, git=who.git,
+        restores=restores, services=tuple(gated),
+    )
+    ctx.store.add(revision, text)
+    ctx.journal.write("recorded", revision=number)
+    keep_alive(ctx.engine, pins)
+    return revision
+
+
+def _check_images_present(ctx: Context, pins: Mapping[str, Pin]) -> None:
+    """A revert must not depend on a registry: every pinned image must be here already."""
+    found = ctx.engine.inspect_images([p.image_id for p in pins.values()])
+    for pin in sorted(pins.values(), key=lambda p: p.service):
+        if pin.image_id not in found:
+            fix = (f"rebuild it (docker compose build {pin.service}) — note a rebuild makes a "
+                   "new image id" if pin.local else f"docker pull {pin.image}")
+            raise MissingImage(f"{pin.image} (service {pin.service})", fix=fix)
+
+
+# -- the transaction --------------------------------------------------------------------------
+def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings) -> GateFailure | None:
+    engine = ctx.engine
+    before = {c.id: c.restart_count for c in engine.containers(ctx.project.name)}
+    ctx.journal.write("apply", revision=revision.number)
+    ctx.progress(f"applying revision {revision.number}")
+    try:
+        engine.up(ctx.project, overlay=ctx.store.root / revision.file)
+    except RollbackError as error:
+        return GateFailure("", "", f"docker compose up failed: {error.one_line()}")
+    ctx.journal.write("gate", revision=revision.number)
+    return wait_healthy(
+        engine, project_name=ctx.project.name, services=list(revision.services),
+        settings={s: settings.for_service(s) for s in revision.services},
+        restarts_before=before, progress=ctx.progress,
+    )
+
+
+def _transaction(
+    ctx: Context, *, revision: Revision, previous: Revision | None, settings: Settings,
+    overrides: Overrides, rollback: bool, plan: Sequence[Change],
+) -> DeployResult:
+    n = revision.number
+    try:
+        failure = _apply_and_gate(ctx, revision, settings)
+    except KeyboardInterrupt:
+        failure = GateFailure("", "", "interrupted by the user")
+        status = "interrupted"
+    else:
+        status = "failed"
+    if failure is None:
+        ctx.store.promote(n, finished=now_iso())
+        ctx.journal.end(revision=n)
+        return DeployResult("deployed", ExitCode.OK, f"revision {n} deployed and healthy",
+                            revision=n, plan=plan)
+    reason = failure.summary()
+    ctx.progress(f"revision {n} failed: {reason}")
+    if not rollback or previous is None:
+        ctx.store.update(n, status=status, reason=reason, finished=now_iso())
+        ctx.journal.end(revision=n)
+        if not rollback:
+            return DeployResult("failed", ExitCode.ROLLED_BACK,
+                                f"revision {n} failed: {reason}; left in place (--no-rollback)",
+                                revision=n, failure=failure, plan=plan)
+        return DeployResult(
+            "unrestored", ExitCode.NEEDS_PERSON,
+            f"revision {n} failed: {reason}; there is no earlier good revision to restore, so "
+            "its containers are left as they are for inspection", revision=n,
+            failure=failure, plan=plan)
+    return _restore(ctx, failed=revision, status=status, failure=failure, previous=previous,
+                    overrides=overrides, plan=plan)
+
+
+def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailure,
+             previous: Revision, overrides: Overrides, plan: Sequence[Change]) -> DeployResult:
+    n, p = failed.number, previous.number
+    reason = failure.summary()
+    ctx.journal.write("restore", revision=n, restores=p)
+    ctx.progress(f"restoring revision {p}")
+    settings = overrides.apply(load_settings(ctx.store.overlay_data(previous)))
+    restore_failure = _apply_and_gate(ctx, previous, settings)
+    ok = restore_failure is None
+    ctx.store.update(n, status=status, reason=reason, finished=now_iso(),
+                     restored_to=p if ok else None)
+    ctx.journal.end(revision=n)
+    if ok:
+        return DeployResult("rolled_back", ExitCode.ROLLED_BACK,
+                            f"revision {n} failed: {reason}; revision {p} restored and healthy",
+                            revision=n, restored=p, failure=failure, plan=plan)
+    assert restore_failure is not None
+    return DeployResult(
+        "unrestored", ExitCode.NEEDS_PERSON,
+        f"revision {n} failed: {reason}; restoring revision {p} failed too: "
+        f"{restore_failure.summary()}; the project runs revision {p}'s containers in that "
+        "state — check `docker compose ps` and the logs", revision=n, failure=failure,
+        plan=plan)

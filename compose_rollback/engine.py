@@ -1,0 +1,351 @@
+"""The one adapter around python-on-whales (and so around the docker CLI).
+
+The rest of the code sees the small ``Engine`` interface below and plain dataclasses; unit
+tests replace this one seam. python-on-whales is imported lazily: it costs ~0.4 s, and commands
+that need no engine (``history``, ``diff``, ``--help``) must not pay for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compose_rollback.errors import DockerFailed, RollbackError, Unreachable
+from compose_rollback.project import Project
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+    from python_on_whales.exceptions import DockerException
+
+SNAPSHOT_FLAGS = ("--no-interpolate", "--no-path-resolution", "--no-env-resolution")
+
+
+@dataclass(frozen=True)
+class DockerOptions:
+    """Docker's own global flags (before ``compose``), passed on to every docker call."""
+
+    host: str | None = None
+    context: str | None = None
+    config: str | None = None
+    log_level: str | None = None
+    tls: bool | None = None
+    tlsverify: bool | None = None
+    tlscacert: str | None = None
+    tlscert: str | None = None
+    tlskey: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What the container gate needs to know about one container."""
+
+    id: str
+    name: str
+    service: str
+    status: str  # created, running, restarting, exited, dead, paused
+    exit_code: int
+    health: str | None  # None when the container has no healthcheck
+    restart_count: int
+    image_id: str
+    oom_killed: bool
+    oneoff: bool
+    health_output: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One container event from the Docker event stream."""
+
+    action: str
+    container_id: str
+    service: str
+    time_nano: int
+
+
+class Engine:
+    """Docker and Compose, as this tool uses them."""
+
+    def __init__(self, *, docker: DockerOptions | None = None) -> None:
+        self._options = docker or DockerOptions()
+        self._clients: dict[tuple[Any, ...], DockerClient] = {}
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _client(self, project: Project | None = None, files: Sequence[Path] = ()) -> DockerClient:
+        from python_on_whales import DockerClient
+
+        key = (project, tuple(files))
+        if key not in self._clients:
+            o = self._options
+            compose: dict[str, Any] = {}
+            if project is not None:
+                compose = {
+                    "compose_files": list(files or project.files),
+                    "compose_project_name": project.name,
+                    "compose_project_directory": project.directory,
+                    "compose_env_files": list(project.env_files) or None,
+                    "compose_profiles": list(project.profiles) or None,
+                }
+            self._clients[key] = DockerClient(
+                host=o.host, context=o.context, config=o.config, log_level=o.log_level,
+                tls=o.tls, tlsverify=o.tlsverify, tlscacert=o.tlscacert, tlscert=o.tlscert,
+                tlskey=o.tlskey, **compose,
+            )
+        return self._clients[key]
+
+    def _run(self, args: Sequence[str], *, hint: str = "") -> str:
+        from python_on_whales.exceptions import DockerException
+        from python_on_whales.utils import run
+
+        try:
+            return str(run(list(args), capture_stdout=True, capture_stderr=True))
+        except DockerException as error:
+            raise self._translate(error, hint=hint) from error
+
+    def _translate(self, error: DockerException, *, hint: str = "") -> RollbackError:
+        """Turn a failed docker command into our error, telling a down engine apart."""
+        stderr = error.stderr or ""
+        if not self.engine_reachable():
+            return Unreachable(
+                "the Docker engine is unreachable",
+                hint="start it (dockerd / systemctl start docker) or check DOCKER_HOST and "
+                "--context",
+            )
+        return DockerFailed(error.docker_command, stderr, hint=hint)
+
+    def engine_reachable(self) -> bool:
+        probe = subprocess.run(
+            [*self.docker_cmd(), "version", "--format", "{{.Server.Version}}"],
+            capture_output=True, text=True, check=False, timeout=30,
+        )
+        return probe.returncode == 0
+
+    def docker_cmd(self) -> list[str]:
+        return [str(part) for part in self._client().client_config.docker_cmd]
+
+    def compose_cmd(self, project: Project, files: Sequence[Path] = ()) -> list[str]:
+        return [str(part) for part in self._client(project, files).client_config.docker_compose_cmd]
+
+    # -- versions ---------------------------------------------------------------------------
+    def compose_version(self) -> str:
+        out = self._run([*self.docker_cmd(), "compose", "version", "--short"],
+                        hint="install Compose v2 (install.sh --with-docker)")
+        return out.strip().lstrip("v")
+
+    def server_version(self) -> str:
+        out = self._run([*self.docker_cmd(), "version", "--format", "{{.Server.Version}}"])
+        return out.strip()
+
+    # -- compose ----------------------------------------------------------------------------
+    def config(self, project: Project, *, interpolate: bool) -> dict[str, Any]:
+        """The normalised model. Interpolated output holds secrets: keep it in memory only."""
+        from python_on_whales.exceptions import DockerException
+        from python_on_whales.utils import run
+
+        flags = [] if interpolate else list(SNAPSHOT_FLAGS)
+        args = [*self.compose_cmd(project), "config", "--format", "json", *flags]
+        try:
+            out = str(run(args, capture_stdout=True, capture_stderr=True))
+        except DockerException as error:
+            translated = self._translate(error)
+            if isinstance(translated, Unreachable):
+                raise translated from error
+            detail = (error.stderr or "").strip().splitlines()
+            raise BadInputFromCompose(detail[-1] if detail else "compose rejected the project") \
+                from error
+        model: dict[str, Any] = json.loads(out)
+        return model
+
+    def build(self, project: Project, services: Sequence[str]) -> None:
+        self._run([*self.compose_cmd(project), "build", "--quiet", *services],
+                  hint="fix the build and try again")
+
+    def pull(self, project: Project, services: Sequence[str], *, policy: str) -> None:
+        self._run([*self.compose_cmd(project), "pull", "--quiet", "--policy", policy, *services],
+                  hint="check that the registry is reachable and the image exists")
+
+    def up(self, project: Project, *, overlay: Path, services: Sequence[str] = ()) -> None:
+        """Apply a self-contained revision file: ``compose -f <overlay> up -d --remove-orphans``."""
+        self._run([*self.compose_cmd(project, [overlay]), "up", "--detach", "--remove-orphans",
+                   "--quiet-pull", *services])
+
+    # -- images -----------------------------------------------------------------------------
+    def inspect_images(self, refs: Sequence[str]) -> dict[str, ImageInfo]:
+        """Inspect many images in one docker call; missing ones are left out of the result."""
+        unique = sorted(set(refs))
+        if not unique:
+            return {}
+        from python_on_whales.exceptions import DockerException
+        from python_on_whales.utils import run
+
+        args = [*self.docker_cmd(), "image", "inspect", *unique]
+        try:
+            out = str(run(args, capture_stdout=True, capture_stderr=True))
+        except DockerException as error:
+            if not self.engine_reachable():
+                raise self._translate(error) from error
+            out = error.stdout or "[]"
+        found = json.loads(out or "[]")
+        infos = [
+            ImageInfo(id=d["Id"], repo_tags=tuple(d.get("RepoTags") or ()),
+                      repo_digests=tuple(d.get("RepoDigests") or ()))
+            for d in found
+        ]
+        return _match_refs(unique, infos)
+
+    def tag(self, source: str, target: str) -> None:
+        self._run([*self.docker_cmd(), "image", "tag", source, target])
+
+    def untag(self, refs: Sequence[str]) -> None:
+        """Remove tags; an image still tagged elsewhere or used by a container stays."""
+        if refs:
+            from python_on_whales.exceptions import DockerException
+            from python_on_whales.utils import run
+
+            # Some may be gone already: fine, that was the aim.
+            with contextlib.suppress(DockerException):
+                run([*self.docker_cmd(), "image", "rm", "--no-prune", *refs])
+
+    # -- containers -------------------------------------------------------------------------
+    def containers(self, project_name: str) -> list[ContainerState]:
+        """Every container of the project (one ``ps`` and one ``inspect`` call)."""
+        ids = self._run([*self.docker_cmd(), "ps", "--all", "--quiet", "--no-trunc", "--filter",
+                         f"label=com.docker.compose.project={project_name}"]).split()
+        if not ids:
+            return []
+        data = json.loads(self._run([*self.docker_cmd(), "container", "inspect", *ids]))
+        return [_container_state(d) for d in data]
+
+    def logs(self, container_id: str, *, tail: int = 20) -> str:
+        from python_on_whales.exceptions import DockerException
+        from python_on_whales.utils import run
+
+        try:
+            out, err = run([*self.docker_cmd(), "logs", "--tail", str(tail), container_id],
+                           capture_stdout=True, capture_stderr=True, return_stderr=True)
+        except DockerException:
+            return ""
+        return (str(out) + "\n" + str(err)).strip()
+
+    def events(self, project_name: str, *, on_event: Callable[[Event], None]) -> EventStream:
+        """Start streaming the project's container events to ``on_event`` (a thread)."""
+        args = [*self.docker_cmd(), "events", "--format", "{{json .}}", "--filter",
+                "type=container", "--filter", f"label=com.docker.compose.project={project_name}"]
+        return EventStream(args, on_event)
+
+
+class BadInputFromCompose(RollbackError):
+    """Compose itself rejected the project files (exit 2: the user's input)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"compose rejected the project: {detail}",
+                         hint="run `docker compose config` to see the problem")
+
+
+class EventStream:
+    """``docker events`` in a background thread; ``close()`` stops it."""
+
+    def __init__(self, args: list[str], on_event: Callable[[Event], None]) -> None:
+        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True, bufsize=1)
+        self._thread = threading.Thread(target=self._pump, args=(on_event,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, on_event: Callable[[Event], None]) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            try:
+                raw = json.loads(line)
+            except ValueError:
+                continue
+            attrs = (raw.get("Actor") or {}).get("Attributes") or {}
+            on_event(Event(action=str(raw.get("Action") or raw.get("status") or ""),
+                           container_id=str(raw.get("id") or ""),
+                           service=str(attrs.get("com.docker.compose.service", "")),
+                           time_nano=int(raw.get("timeNano") or 0)))
+
+    def close(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _match_refs(refs: Sequence[str], infos: Sequence[ImageInfo]) -> dict[str, ImageInfo]:
+    """Map each asked reference to the inspected image it names."""
+    result: dict[str, ImageInfo] = {}
+    for ref in refs:
+        for info in infos:
+            if _names(ref, info):
+                result[ref] = info
+                break
+    return result
+
+
+def _names(ref: str, info: ImageInfo) -> bool:
+    if ref.startswith("sha256:"):
+        return info.id == ref
+    if "@" in ref:
+        name, digest = ref.split("@", 1)
+        repo = _normal(name).rsplit(":", 1)[0]
+        return f"{repo}@{digest}" in {_normal(d) for d in info.repo_digests}
+    return _normal(ref) in {_normal(t) for t in info.repo_tags}
+
+
+def repository(ref: str) -> str:
+    """The repository part of a reference (no tag, no digest), in docker's short form."""
+    name = _normal(ref.split("@", 1)[0])
+    return name.rsplit(":", 1)[0]
+
+
+def _normal(ref: str) -> str:
+    """Docker's short form: drop ``docker.io/`` and ``library/``, add ``:latest`` if bare."""
+    name = ref
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    if name.startswith("library/"):
+        name = name[len("library/"):]
+    last = name.rsplit("/", 1)[-1]
+    if "@" not in name and ":" not in last:
+        name += ":latest"
+    return name
+
+
+def _container_state(d: Mapping[str, Any]) -> ContainerState:
+    state = d.get("State") or {}
+    labels = (d.get("Config") or {}).get("Labels") or {}
+    health = state.get("Health")
+    output = ""
+    if health and health.get("Log"):
+        output = str(health["Log"][-1].get("Output", "")).strip()
+    return ContainerState(
+        id=str(d["Id"]), name=str(d.get("Name", "")).lstrip("/"),
+        service=str(labels.get("com.docker.compose.service", "")),
+        status=str(state.get("Status", "")), exit_code=int(state.get("ExitCode") or 0),
+        health=str(health["Status"]) if health else None,
+        restart_count=int(d.get("RestartCount") or 0), image_id=str(d.get("Image", "")),
+        oom_killed=bool(state.get("OOMKilled")),
+        oneoff=labels.get("com.docker.compose.oneoff", "False") == "True",
+        health_output=output, labels=dict(labels),
+    )

@@ -1,0 +1,137 @@
+"""Exception types that carry data, and the named exit codes.
+
+The core raises these; exactly one place (``cli.run_command``) turns them into a one-line
+message on stderr and the exit code below.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+
+class ExitCode(enum.IntEnum):
+    """The exit codes of every command (DESIGN.md, behaviour contract)."""
+
+    OK = 0
+    ROLLED_BACK = 1  # the deploy failed; the last good revision was restored and is healthy
+    BAD_INPUT = 2  # bad input or usage; nothing changed
+    NEEDS_PERSON = 3  # failed and could not restore
+    LOCKED = 4  # another operation holds the lock
+    UNREACHABLE = 5  # Docker engine or registry unreachable; nothing changed
+
+
+class RollbackError(Exception):
+    """Base class: a message for the user, a hint, and an exit code."""
+
+    exit_code: ExitCode = ExitCode.BAD_INPUT
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = " ".join(self.message.split())
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+class BadInput(RollbackError):
+    """The user's files, settings or arguments are wrong; nothing was changed."""
+
+
+class SettingsError(BadInput):
+    """An ``x-rollback`` setting is invalid; ``path`` names it (``x-rollback.timeout``)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class UnknownRevision(BadInput):
+    def __init__(self, revision: str, known: Sequence[int]) -> None:
+        shown = ", ".join(str(r) for r in known[-10:]) or "none recorded yet"
+        super().__init__(f"no revision {revision!r}", hint=f"known revisions: {shown}")
+        self.revision = revision
+
+
+class CorruptRevision(BadInput):
+    """A revision file or the history does not match what was written."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(
+            f"{path} is corrupted: {problem}",
+            hint="restore it from git (git checkout -- <file>) or pick another revision",
+        )
+        self.path = path
+
+
+class UnpinnableImages(BadInput):
+    """Images that cannot be pinned to an immutable reference, all reported together."""
+
+    def __init__(self, problems: dict[str, str]) -> None:
+        listing = "; ".join(f"{svc}: {why}" for svc, why in sorted(problems.items()))
+        super().__init__(
+            f"cannot pin {len(problems)} image(s): {listing}",
+            hint="build or pull them first (docker compose build / docker compose pull), "
+            "or run with --build",
+        )
+        self.problems = problems
+
+
+class MissingImage(BadInput):
+    def __init__(self, ref: str, *, fix: str) -> None:
+        super().__init__(f"image {ref} is not available locally", hint=fix)
+        self.ref = ref
+
+
+class Unreachable(RollbackError):
+    """The Docker engine or a registry cannot be reached; nothing was changed."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class DockerFailed(RollbackError):
+    """A docker command failed for a reason that is not the user's input."""
+
+    exit_code = ExitCode.NEEDS_PERSON
+
+    def __init__(self, command: Sequence[str], stderr: str, *, hint: str = "") -> None:
+        last = [line for line in stderr.strip().splitlines() if line.strip()]
+        detail = last[-1] if last else "no error output"
+        super().__init__(f"`{' '.join(command)}` failed: {detail}", hint=hint)
+        self.command = list(command)
+        self.stderr = stderr
+
+
+class Locked(RollbackError):
+    exit_code = ExitCode.LOCKED
+
+    def __init__(self, holder: str) -> None:
+        super().__init__(
+            f"another operation holds the lock: {holder}",
+            hint="wait for it to finish, or pass --wait-lock DURATION",
+        )
+        self.holder = holder
+
+
+class DeployFailed(RollbackError):
+    """The new revision failed its gates and the last good revision is back and healthy."""
+
+    exit_code = ExitCode.ROLLED_BACK
+
+    def __init__(self, message: str, *, revision: int, restored: int | None) -> None:
+        super().__init__(message)
+        self.revision = revision
+        self.restored = restored
+
+
+class RestoreFailed(RollbackError):
+    """The deploy failed and the previous state could not be brought back."""
+
+    exit_code = ExitCode.NEEDS_PERSON
+
+    def __init__(self, message: str, *, revision: int) -> None:
+        super().__init__(message)
+        self.revision = revision

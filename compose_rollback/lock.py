@@ -1,0 +1,124 @@
+"""The project lock and the operation journal (machine-local, git-ignored).
+
+The lock is an ``flock`` on ``<store>/lock``: the kernel releases it when its holder dies, so
+it can never be left stuck. The file's content only describes the holder, for the message a
+second operation prints; a non-empty file found while the lock is free was left by a holder
+that died, and the new holder says so.
+
+The journal records each step of an operation before it is taken, so the next command can
+tell that an operation was cut off and which revision it left behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from compose_rollback.errors import Locked
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    host: str
+    command: str
+    since: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host} running `{self.command}` since {self.since}"
+
+
+def _read_holder(path: Path) -> Holder | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8") or "null")
+        return Holder(int(data["pid"]), str(data["host"]), str(data["command"]),
+                      str(data["since"]))
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+@contextmanager
+def project_lock(
+    root: Path, *, command: str, wait: float = 0.0, notice: Any = None
+) -> Iterator[Holder]:
+    """Hold the project lock; raise ``Locked`` naming the holder if it is taken."""
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = _read_holder(path)
+                    raise Locked(holder.describe() if holder else "an unknown process") \
+                        from None
+                time.sleep(0.1)
+        stale = _read_holder(path)
+        if stale is not None and notice is not None:
+            notice(f"took over the lock left by {stale.describe()} (no longer running)")
+        me = Holder(os.getpid(), socket.gethostname(), command, now_iso())
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(me.__dict__).encode(), 0)
+        try:
+            yield me
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """Append-only record of the steps of the operation in progress."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / "journal.jsonl"
+
+    def write(self, step: str, **data: Any) -> None:
+        record = {"step": step, "time": now_iso(), "pid": os.getpid(), **data}
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """The records of an operation that began and never ended (empty if none)."""
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        records: list[dict[str, Any]] = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a torn last line from a crash mid-write
+        if not records or records[-1].get("step") == "end":
+            return []
+        starts = [i for i, r in enumerate(records) if r.get("step") == "begin"]
+        return records[starts[-1]:] if starts else records
+
+    def begin(self, operation: str, **data: Any) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("", encoding="utf-8")
+        self.write("begin", operation=operation, **data)
+
+    def end(self, **data: Any) -> None:
+        self.write("end", **data)

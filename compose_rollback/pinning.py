@@ -1,0 +1,127 @@
+"""Image reference -> immutable pin, and the retention tags that keep pinned images alive.
+
+- A registry image is pinned as ``repo:tag@sha256:…`` from its RepoDigests (no registry call).
+- A local-only image is pinned by its image id, run with ``pull_policy: never``.
+- Every pinned image gets a retention tag in its own repository
+  (``repo:rollback-<project>-<id12>``): ``docker image prune`` keeps tagged images, a rebuild
+  of the same tag cannot take the old image away, and the tag keeps the repository's digest
+  reference alive, so a revert needs no registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from compose_rollback.engine import ImageInfo, repository
+from compose_rollback.errors import UnpinnableImages
+from compose_rollback.project import Project
+
+RETENTION_PREFIX = "rollback-"
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One service's pinned image."""
+
+    service: str
+    ref: str  # the reference the compose file names, interpolated
+    image: str  # what the overlay says: repo:tag@sha256:… or sha256:<id>
+    image_id: str
+    local: bool  # True: pinned by image id (never pulled)
+    retention: str  # the retention tag
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ref": self.ref, "image": self.image, "id": self.image_id,
+                "local": self.local, "retention": self.retention}
+
+    @classmethod
+    def from_json(cls, service: str, data: Mapping[str, Any]) -> Pin:
+        return cls(service=service, ref=str(data["ref"]), image=str(data["image"]),
+                   image_id=str(data["id"]), local=bool(data["local"]),
+                   retention=str(data["retention"]))
+
+
+class ImageEngine(Protocol):
+    def inspect_images(self, refs: Sequence[str]) -> dict[str, ImageInfo]: ...
+    def build(self, project: Project, services: Sequence[str]) -> None: ...
+    def pull(self, project: Project, services: Sequence[str], *, policy: str) -> None: ...
+    def tag(self, source: str, target: str) -> None: ...
+
+
+def image_ref(project: str, service: str, definition: Mapping[str, Any]) -> str:
+    """The image a service runs; compose names a build-only image ``<project>-<service>``."""
+    image = definition.get("image")
+    return str(image) if image else f"{project}-{service}"
+
+
+def retention_tag(ref: str, *, project: str, image_id: str) -> str:
+    hexid = image_id.split(":", 1)[-1][:12]
+    tag = f"{RETENTION_PREFIX}{project}-{hexid}"[:128]
+    return f"{repository(ref)}:{tag}"
+
+
+def pin_one(service: str, ref: str, info: ImageInfo, *, project: str) -> Pin:
+    """Pin one inspected image (a digest pin if a RepoDigest of the same repository exists)."""
+    repo = repository(ref)
+    keep = retention_tag(ref, project=project, image_id=info.id)
+    if "@sha256:" in ref:
+        return Pin(service, ref, ref, info.id, local=False, retention=keep)
+    for digest_ref in info.repo_digests:
+        if repository(digest_ref) == repo:
+            digest = digest_ref.split("@", 1)[1]
+            return Pin(service, ref, f"{ref}@{digest}", info.id, local=False, retention=keep)
+    return Pin(service, ref, info.id, info.id, local=True, retention=keep)
+
+
+def prepare_images(
+    engine: ImageEngine, project: Project, *, model: Mapping[str, Any],
+    services: Sequence[str], build: bool, pull: str | None,
+) -> dict[str, ImageInfo]:
+    """Build and pull as ``docker compose up`` would, then inspect every image in one call."""
+    defs = model["services"]
+    refs = {s: image_ref(project.name, s, defs[s]) for s in services}
+    buildable = [s for s in services if defs[s].get("build")]
+    if build and buildable:
+        engine.build(project, buildable)
+    if pull in ("always", "missing"):
+        pullable = [s for s in services if not defs[s].get("build")]
+        if pullable:
+            engine.pull(project, pullable, policy=pull)
+    found = engine.inspect_images(list(refs.values()))
+    missing = [s for s in services if refs[s] not in found]
+    to_build = [s for s in missing if defs[s].get("build")]
+    to_pull = [s for s in missing if not defs[s].get("build") and pull != "never"]
+    if to_build:
+        engine.build(project, to_build)
+    if to_pull:
+        engine.pull(project, to_pull, policy="missing")
+    if to_build or to_pull:
+        found.update(engine.inspect_images([refs[s] for s in to_build + to_pull]))
+    return {s: found[refs[s]] for s in services if refs[s] in found}
+
+
+def pin_services(
+    *, project: Project, model: Mapping[str, Any], services: Sequence[str],
+    images: Mapping[str, ImageInfo],
+) -> dict[str, Pin]:
+    """Pin every listed service, or report every image that cannot be pinned at once."""
+    pins: dict[str, Pin] = {}
+    problems: dict[str, str] = {}
+    for service in services:
+        ref = image_ref(project.name, service, model["services"][service])
+        info = images.get(service)
+        if info is None:
+            problems[service] = f"image {ref} is not available locally"
+            continue
+        pins[service] = pin_one(service, ref, info, project=project.name)
+    if problems:
+        raise UnpinnableImages(problems)
+    return pins
+
+
+def keep_alive(engine: ImageEngine, pins: Mapping[str, Pin]) -> None:
+    """Create the retention tags (idempotent: re-tagging the same id is a no-op)."""
+    for pin in sorted(pins.values(), key=lambda p: p.retention):
+        engine.tag(pin.image_id, pin.retention)

@@ -1,0 +1,224 @@
+"""The revision store: overlays, history, ``current``, atomic writes.
+
+Layout, per compose project, in the project directory (``x-rollback.dir``, default
+``.rollback``)::
+
+    .rollback/<project>/
+      revisions/0001.yaml   one immutable, self-contained overlay per revision (commit these)
+      current.yaml          a copy of the last good revision's overlay (commit it too)
+      history.json          every revision: status, pins, reason, checksum of its overlay
+      .gitignore            keeps the machine-local files below out of git
+      lock, journal.jsonl   machine-local: who operates now, and the steps of that operation
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from compose_rollback.errors import CorruptRevision, UnknownRevision
+from compose_rollback.overlay import OverlayError, checksum, parse
+from compose_rollback.pinning import Pin
+
+FORMAT = 1
+STATUSES = ("pending", "deployed", "superseded", "failed", "interrupted")
+GITIGNORE = "# machine-local state of compose-rollback\nlock\njournal.jsonl\n*.tmp\n"
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One entry of the history."""
+
+    number: int
+    status: str
+    kind: str  # up, revert, pin
+    created: str
+    file: str  # relative to the store root
+    sha256: str
+    pins: Mapping[str, Pin]
+    message: str = ""
+    user: str = ""
+    host: str = ""
+    git: str = ""
+    restores: int | None = None
+    reason: str = ""
+    finished: str = ""
+    restored_to: int | None = None
+    services: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number, "status": self.status, "kind": self.kind,
+            "created": self.created, "finished": self.finished, "message": self.message,
+            "user": self.user, "host": self.host, "git": self.git, "file": self.file,
+            "sha256": self.sha256, "restores": self.restores, "reason": self.reason,
+            "restored_to": self.restored_to, "services": list(self.services),
+            "pins": {name: pin.to_json() for name, pin in sorted(self.pins.items())},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Revision:
+        status = str(data["status"])
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        return cls(
+            number=int(data["number"]), status=status, kind=str(data["kind"]),
+            created=str(data["created"]), finished=str(data.get("finished", "")),
+            message=str(data.get("message", "")), user=str(data.get("user", "")),
+            host=str(data.get("host", "")), git=str(data.get("git", "")),
+            file=str(data["file"]), sha256=str(data["sha256"]),
+            restores=_opt_int(data.get("restores")), reason=str(data.get("reason", "")),
+            restored_to=_opt_int(data.get("restored_to")),
+            services=tuple(str(s) for s in data.get("services", ())),
+            pins={name: Pin.from_json(name, p) for name, p in dict(data["pins"]).items()},
+        )
+
+
+def _opt_int(value: object) -> int | None:
+    return None if value is None else int(str(value))
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory, fsync, rename, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class RevisionStore:
+    """Revisions of one compose project."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.history_path = root / "history.json"
+        self.current_path = root / "current.yaml"
+
+    # -- reading ----------------------------------------------------------------------------
+    def revisions(self) -> list[Revision]:
+        try:
+            text = self.history_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except OSError as error:
+            raise CorruptRevision(str(self.history_path), error.strerror or str(error)) from error
+        try:
+            data = json.loads(text)
+            if data.get("format") != FORMAT:
+                raise ValueError(f"unsupported format {data.get('format')!r}")
+            revisions = [Revision.from_json(r) for r in data["revisions"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CorruptRevision(str(self.history_path), str(error)) from error
+        numbers = [r.number for r in revisions]
+        if numbers != sorted(set(numbers)):
+            raise CorruptRevision(str(self.history_path), "revision numbers out of order")
+        return revisions
+
+    def get(self, number: int | str, revisions: list[Revision] | None = None) -> Revision:
+        revisions = self.revisions() if revisions is None else revisions
+        try:
+            wanted = int(str(number))
+        except ValueError:
+            raise UnknownRevision(str(number), [r.number for r in revisions]) from None
+        for revision in revisions:
+            if revision.number == wanted:
+                return revision
+        raise UnknownRevision(str(number), [r.number for r in revisions])
+
+    def current(self, revisions: list[Revision] | None = None) -> Revision | None:
+        """The last good revision: the newest one whose status is ``deployed``."""
+        revisions = self.revisions() if revisions is None else revisions
+        deployed = [r for r in revisions if r.status == "deployed"]
+        return deployed[-1] if deployed else None
+
+    def overlay_text(self, revision: Revision) -> str:
+        """The overlay's text, verified against the checksum recorded in the history."""
+        path = self.root / revision.file
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise CorruptRevision(str(path), error.strerror or "cannot be read") from error
+        if checksum(text) != revision.sha256:
+            raise CorruptRevision(str(path), "its checksum does not match history.json")
+        try:
+            parse(text)
+        except OverlayError as error:
+            raise CorruptRevision(str(path), str(error)) from error
+        return text
+
+    def overlay_data(self, revision: Revision) -> dict[str, Any]:
+        return parse(self.overlay_text(revision))
+
+    def overlay_path(self, number: int) -> Path:
+        return self.root / "revisions" / f"{number:04d}.yaml"
+
+    def next_number(self, revisions: list[Revision]) -> int:
+        return (revisions[-1].number + 1) if revisions else 1
+
+    # -- writing ----------------------------------------------------------------------------
+    def ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        ignore = self.root / ".gitignore"
+        if not ignore.exists():
+            atomic_write(ignore, GITIGNORE)
+
+    def save(self, revisions: list[Revision]) -> None:
+        data = {"format": FORMAT, "revisions": [r.to_json() for r in revisions]}
+        atomic_write(self.history_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+    def add(self, revision: Revision, overlay: str) -> list[Revision]:
+        """Write the overlay (never overwriting one) and append the revision as given."""
+        self.ensure()
+        revisions = self.revisions()
+        path = self.root / revision.file
+        if path.exists():
+            raise CorruptRevision(str(path), "a revision file with this number already exists")
+        atomic_write(path, overlay)
+        revisions.append(revision)
+        self.save(revisions)
+        return revisions
+
+    def update(self, number: int, **changes: Any) -> list[Revision]:
+        revisions = [replace(r, **changes) if r.number == number else r
+                     for r in self.revisions()]
+        self.save(revisions)
+        return revisions
+
+    def promote(self, number: int, *, finished: str) -> list[Revision]:
+        """Make ``number`` the current revision; the one before it becomes superseded."""
+        revisions = [
+            replace(r, status="superseded") if r.status == "deployed" and r.number != number
+            else replace(r, status="deployed", finished=finished) if r.number == number
+            else r
+            for r in self.revisions()
+        ]
+        self.save(revisions)
+        promoted = self.get(number, revisions)
+        atomic_write(self.current_path, self.overlay_text(promoted))
+        return revisions
+
+    def remove(self, numbers: set[int]) -> None:
+        """Drop revisions (``prune``): history first, then their files."""
+        revisions = self.revisions()
+        doomed = [r for r in revisions if r.number in numbers]
+        self.save([r for r in revisions if r.number not in numbers])
+        for revision in doomed:
+            (self.root / revision.file).unlink(missing_ok=True)
+

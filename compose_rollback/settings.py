@@ -1,0 +1,144 @@
+"""The ``x-rollback`` extension block: project defaults and per-service overrides.
+
+Settings live where compose users put extensions: a top-level ``x-rollback:`` mapping and one
+per service. Every problem is a ``SettingsError`` naming the exact path of the bad key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from compose_rollback.errors import SettingsError
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: object, *, path: str) -> float:
+    """Parse a compose duration (``1m30s``, ``500ms``, ``10s``) or a number of seconds."""
+    if isinstance(value, bool):
+        raise SettingsError(path, f"expected a duration like 10s or 1m30s, got {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise SettingsError(path, "a duration cannot be negative")
+        return float(value)
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError(path, f"expected a duration like 10s or 1m30s, got {value!r}")
+    text = value.strip()
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or pos == 0:
+        raise SettingsError(path, f"expected a duration like 10s or 1m30s, got {value!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1 and seconds != 0:
+        return f"{round(seconds * 1000)}ms"
+    minutes, secs = divmod(seconds, 60)
+    if minutes and secs:
+        return f"{int(minutes)}m{secs:g}s"
+    if minutes:
+        return f"{int(minutes)}m"
+    return f"{secs:g}s"
+
+
+def _positive_int(value: object, *, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SettingsError(path, f"expected a whole number of at least 1, got {value!r}")
+    return value
+
+
+def _relative_dir(value: object, *, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError(path, f"expected a directory path, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Gate settings for one service, after project defaults and CLI flags are applied."""
+
+    timeout: float = 300.0
+    min_healthy: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Project settings: defaults for every service, plus per-service overrides."""
+
+    timeout: float = 300.0
+    min_healthy: float = 10.0
+    keep: int = 20
+    dir: str = ".rollback"
+    services: Mapping[str, ServiceSettings] = field(default_factory=dict)
+
+    def for_service(self, name: str) -> ServiceSettings:
+        return self.services.get(
+            name, ServiceSettings(timeout=self.timeout, min_healthy=self.min_healthy)
+        )
+
+    def with_overrides(
+        self, *, timeout: float | None = None, min_healthy: float | None = None
+    ) -> Settings:
+        """CLI flags win over every file setting."""
+        if timeout is None and min_healthy is None:
+            return self
+        changes: dict[str, Any] = {}
+        if timeout is not None:
+            changes["timeout"] = timeout
+        if min_healthy is not None:
+            changes["min_healthy"] = min_healthy
+        services = {name: replace(s, **changes) for name, s in self.services.items()}
+        return replace(self, services=services, **changes)
+
+
+Parser = Callable[..., Any]
+_PROJECT_KEYS: dict[str, Parser] = {
+    "timeout": parse_duration,
+    "min_healthy": parse_duration,
+    "keep": _positive_int,
+    "dir": _relative_dir,
+}
+_SERVICE_KEYS: dict[str, Parser] = {"timeout": parse_duration, "min_healthy": parse_duration}
+
+
+def _parse_block(block: object, keys: Mapping[str, Parser], *, path: str) -> dict[str, Any]:
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping):
+        raise SettingsError(path, f"expected a mapping, got {type(block).__name__}")
+    parsed: dict[str, Any] = {}
+    for key, value in block.items():
+        if key not in keys:
+            allowed = ", ".join(sorted(keys))
+            raise SettingsError(f"{path}.{key}", f"unknown setting (allowed: {allowed})")
+        parsed[str(key)] = keys[key](value, path=f"{path}.{key}")
+    return parsed
+
+
+def load_settings(model: Mapping[str, Any]) -> Settings:
+    """Validate the ``x-rollback`` blocks of a compose model (``config --format json``)."""
+    top = _parse_block(model.get("x-rollback"), _PROJECT_KEYS, path="x-rollback")
+    base = Settings(**top)
+    services: dict[str, ServiceSettings] = {}
+    for name, service in (model.get("services") or {}).items():
+        if not isinstance(service, Mapping):
+            continue
+        own = _parse_block(
+            service.get("x-rollback"), _SERVICE_KEYS, path=f"services.{name}.x-rollback"
+        )
+        services[name] = ServiceSettings(
+            timeout=own.get("timeout", base.timeout),
+            min_healthy=own.get("min_healthy", base.min_healthy),
+        )
+    return replace(base, services=services)
