@@ -151,8 +151,12 @@ def _changes(before: Mapping[str, Pin], after: Mapping[str, Pin],
     for service in sorted(set(before) | set(after)):
         b, a = before.get(service), after.get(service)
         changes.append(Change(service, b.image if b else None, a.image if a else None,
-                              old_defs.get(service) != new_defs.get(service)))
+                              _config(old_defs.get(service)) != _config(new_defs.get(service))))
     return changes
+
+
+def _config(definition: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (definition or {}).items() if k != "image"}
 
 
 def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
