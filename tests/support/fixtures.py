@@ -1,1 +1,96 @@
-"""Integration fixtures (images, loopback registry, per-test compose projects)."""
+"""Integration fixtures: loopback registry, test images, per-test compose projects.
+
+Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
+
+``registry`` (session)
+    A real ``docker-registry`` on ``127.0.0.1:<free port>``: ``.host``, ``.ref(repo, tag)``,
+    ``.new_repo()``, ``.digest(repo, tag)``, ``.tags(repo)``, ``.stop()``, ``.start()`` (same
+    port and storage) and ``with registry.down(): ...``.
+``images`` (session)
+    The test application (``tests/support/images/``), one image per variant (see
+    ``support.testimages.VARIANTS``): ``.local(variant)`` -> ``crt-app-<session>:<variant>``,
+    ``.push(variant, repo, tag)`` -> ``<host>/<repo>@sha256:...``, ``.build_fresh(variant,
+    tag)`` -> new image id. Removed at the end of the session.
+``project`` (function)
+    A fresh directory and compose project ``crt-<8 hex>``: ``.write()``, ``.write_file()``,
+    ``.run()`` (our CLI), ``.compose()`` (plain compose), ``.containers()``, ``.health()``,
+    ``.port()``, ``.url()``. Everything it created is removed after the test.
+
+Everything created on the shared engine is named ``crt-...`` and removed by exact reference;
+nothing else is touched. Helpers (``wait_for``, ``http_get``) come from ``support.helpers``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from .compose_project import ComposeProject
+from .helpers import HttpResponse, http_get, wait_for
+from .registry import Registry, registry_binary
+from .testimages import VARIANTS, AppImages, find_busybox
+
+__all__ = [
+    "VARIANTS",
+    "AppImages",
+    "ComposeProject",
+    "HttpResponse",
+    "Registry",
+    "http_get",
+    "images",
+    "project",
+    "registry",
+    "wait_for",
+]
+
+
+def _missing(what: str) -> NoReturn:
+    """Skip when a prerequisite is missing; fail under CI, like ``docker_engine`` does."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {what}; run scripts/provision.sh", pytrace=False)
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real registry on loopback for the whole session (empty at start)."""
+    binary = registry_binary()
+    if binary is None:
+        _missing("docker-registry is not installed (Debian package docker-registry)")
+    server = Registry(tmp_path_factory.mktemp("registry"), binary=binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def images(
+    docker_engine: None,
+    registry: Registry,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AppImages]:
+    """The session's test images, built lazily (about a second for the first, less after)."""
+    busybox = find_busybox()
+    if busybox is None:
+        _missing("no static busybox found (Debian package busybox-static)")
+    built = AppImages(registry=registry, workdir=tmp_path_factory.mktemp("images"), busybox=busybox)
+    try:
+        yield built
+    finally:
+        built.cleanup()
+
+
+@pytest.fixture
+def project(docker_engine: None, tmp_path: Path) -> Iterator[ComposeProject]:
+    """A fresh compose project directory with a unique name, cleaned up after the test."""
+    created = ComposeProject(tmp_path)
+    try:
+        yield created
+    finally:
+        created.cleanup()

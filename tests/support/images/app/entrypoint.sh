@@ -1,0 +1,43 @@
+#!/bin/sh
+# Test application entrypoint. $MODE (baked per variant, overridable at runtime) selects:
+#   healthy | nohealthcheck   serve; /health is 200
+#   unhealthy                 serve; /health is 500
+#   flaky                     serve; /health is 200, then 500 once FAIL_AFTER seconds passed
+#   slow                      serve; /health is 503 until SLOW_START seconds passed, then 200
+#   crash                     exit 3 after CRASH_AFTER seconds
+#   exit0 | exit1             one-shot job: exit 0 / 1 after JOB_SECONDS seconds
+# Whatever the mode, `touch /tmp/fail-health` (docker exec) makes /health fail from then on.
+set -u
+trap 'exit 143' TERM INT
+
+# Start time on the kernel's monotonic uptime clock, in seconds with two decimals; the CGI
+# scripts compare against it (see lib.sh).
+read -r started _ < /proc/uptime
+echo "$started" > /tmp/started
+printf '%s' "$VERSION" > /app/www/index.html
+echo "crt-app: mode=$MODE version=$VERSION" >&2
+
+case "$MODE" in
+    crash)
+        sleep "$CRASH_AFTER"
+        echo "crt-app: crashing with exit code 3" >&2
+        exit 3
+        ;;
+    exit0 | exit1)
+        sleep "$JOB_SECONDS"
+        echo "crt-app: job finished ($MODE)" >&2
+        exit "${MODE#exit}"
+        ;;
+    healthy | nohealthcheck | unhealthy | flaky | slow) ;;
+    *)
+        echo "crt-app: unknown MODE '$MODE'" >&2
+        exit 2
+        ;;
+esac
+
+httpd -f -p "$PORT" -h /app/www &
+server=$!
+# sh is PID 1 here; without a trap SIGTERM would be ignored and `docker stop` would wait for
+# its kill timeout.
+trap 'kill -TERM "$server" 2>/dev/null; wait "$server"; exit 0' TERM INT
+wait "$server"

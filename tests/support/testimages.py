@@ -1,0 +1,249 @@
+"""Build, tag and push the test application image (``tests/support/images/``).
+
+Every image is built locally ``FROM scratch`` with the static busybox: nothing is ever pulled.
+Each *variant* bakes its behaviour into ``ENV MODE=...``, so variants have distinct image ids
+and registry digests; every image carries the labels ``org.compose-rollback.test.session`` and
+``.nonce``, so images of one session are ours alone and can be removed by exact reference.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .helpers import docker, unique_name
+from .registry import Registry
+
+IMAGES_DIR = Path(__file__).resolve().parent / "images"
+SESSION_LABEL = "org.compose-rollback.test.session"
+VARIANT_LABEL = "org.compose-rollback.test.variant"
+
+# Legacy builder: the engine here (20.10, no buildx) has nothing else, and it is the same
+# code path on every machine. The CLI prints a deprecation notice on stderr; harmless.
+_BUILD_ENV = {"DOCKER_BUILDKIT": "0"}
+_PT_INTERP = 3
+_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How a variant is built: the baked ``MODE`` and the Dockerfile target."""
+
+    mode: str
+    target: str
+    summary: str
+
+
+VARIANTS: dict[str, Variant] = {
+    "healthy": Variant("healthy", "app", "serves; /health 200; healthy within ~1-2 s"),
+    "unhealthy": Variant("unhealthy", "app", "serves; /health 500; unhealthy after ~2-3 s"),
+    "crash": Variant("crash", "app", "exits with code 3 after CRASH_AFTER (0.3) s"),
+    "flaky": Variant("flaky", "app", "healthy, then /health 500 after FAIL_AFTER (4) s"),
+    "slow": Variant("slow", "slow", "'starting' until SLOW_START (5) s, then healthy"),
+    "exit0": Variant("exit0", "plain", "one-shot job, exits 0 after JOB_SECONDS (0) s"),
+    "exit1": Variant("exit1", "plain", "one-shot job, exits 1 after JOB_SECONDS (0) s"),
+    "nohealthcheck": Variant("nohealthcheck", "plain", "serves like healthy, no HEALTHCHECK"),
+}
+
+
+def find_busybox() -> Path | None:
+    """The static busybox to put in the images, or None if there is none.
+
+    ``CRT_BUSYBOX`` overrides the search of ``/bin/busybox`` and ``/usr/bin/busybox``.
+    """
+    candidates = [os.environ.get("CRT_BUSYBOX", ""), "/bin/busybox", "/usr/bin/busybox"]
+    for candidate in filter(None, candidates):
+        path = Path(candidate)
+        if path.is_file() and is_static_elf(path):
+            return path
+    return None
+
+
+def is_static_elf(path: Path) -> bool:
+    """True for an ELF executable without a program interpreter (PT_INTERP): it runs in an
+    empty ``FROM scratch`` image, where a dynamic one would fail with "no such file"."""
+    with open(path, "rb") as handle:
+        header = handle.read(64)
+        if len(header) < 52 or header[:4] != b"\x7fELF":
+            return False
+        wide = header[4] == 2
+        order = "<" if header[5] == 1 else ">"
+        if wide:
+            (phoff,) = struct.unpack_from(order + "Q", header, 0x20)
+            phentsize, phnum = struct.unpack_from(order + "HH", header, 0x36)
+        else:
+            (phoff,) = struct.unpack_from(order + "I", header, 0x1C)
+            phentsize, phnum = struct.unpack_from(order + "HH", header, 0x2A)
+        handle.seek(phoff)
+        table = handle.read(phentsize * phnum)
+    for index in range(phnum):
+        (kind,) = struct.unpack_from(order + "I", table, index * phentsize)
+        if kind == _PT_INTERP:
+            return False
+    return True
+
+
+class AppImages:
+    """The session's test images. Variants are built lazily, once; see ``VARIANTS``."""
+
+    def __init__(
+        self, *, registry: Registry, workdir: Path, busybox: Path, session: str | None = None
+    ) -> None:
+        self.registry = registry
+        self.session = session or secrets.token_hex(4)
+        self.repository = f"crt-app-{self.session}"
+        self.context = workdir / "context"
+        self.busybox = busybox
+        #: Seconds each build took, keyed by the local tag it produced.
+        self.build_seconds: dict[str, float] = {}
+        self._ids: dict[str, str] = {}
+        self._created_ids: set[str] = set()
+        self._created_refs: set[str] = set()
+        self._lock = threading.Lock()
+        self._prepare_context()
+
+    # -- building ---------------------------------------------------------------------------
+
+    def local(self, variant: str) -> str:
+        """Local tag ``crt-app-<session>:<variant>`` of ``variant``, built on first use."""
+        self.id(variant)
+        return f"{self.repository}:{variant}"
+
+    def id(self, variant: str) -> str:
+        """Image id (``sha256:...``) of ``variant``, built on first use."""
+        spec = _variant(variant)
+        with self._lock:
+            if variant not in self._ids:
+                tag = f"{self.repository}:{variant}"
+                self._ids[variant] = self._build(
+                    variant, spec, tag=tag, version=variant, nonce="base"
+                )
+            return self._ids[variant]
+
+    def build_all(self) -> None:
+        """Build every variant now (otherwise each is built when first asked for)."""
+        for variant in VARIANTS:
+            self.id(variant)
+
+    def build_fresh(self, variant: str, tag: str, *, version: str | None = None) -> str:
+        """Build a new, distinct image of ``variant`` under the local ``tag`` and return its id.
+
+        A new nonce label makes the image id differ from every earlier build, as a rebuild of
+        changed code under the same tag would. ``version`` (default ``<variant>-<nonce>``) is
+        what ``/`` serves, so a test can tell the builds apart over HTTP too.
+        """
+        spec = _variant(variant)
+        nonce = unique_name("n", hex_chars=8)
+        with self._lock:
+            return self._build(
+                variant, spec, tag=tag, version=version or f"{variant}-{nonce}", nonce=nonce
+            )
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def push(self, variant: str, repo: str, tag: str) -> str:
+        """Push ``variant`` as ``<registry>/<repo>:<tag>``; return ``<registry>/<repo>@sha256:…``.
+
+        ``variant`` may also be a local reference or id this object built (``build_fresh``).
+        Pushing another image under the same tag moves the tag, like a new release. The local
+        tag stays (``remove_local`` drops it, to force a later pull).
+        """
+        source = self.local(variant) if variant in VARIANTS else variant
+        target = self.registry.ref(repo, tag)
+        docker("tag", source, target)
+        self._created_refs.add(target)
+        pushed = docker("push", target, timeout=120)
+        found = _DIGEST.findall(pushed.stdout)
+        if not found:
+            raise AssertionError(
+                f"no digest in the output of docker push {target}:\n{pushed.stdout}"
+            )
+        return f"{self.registry.host}/{repo}@{found[-1]}"
+
+    def remove_local(self, ref: str) -> None:
+        """Drop a local reference (tag or digest) so that the engine must pull it again."""
+        docker("image", "rm", ref, check=None)
+
+    # -- teardown ---------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Remove every tag and image this object created, by exact reference or id, plus any
+        image (dangling or intermediate) that carries this session's label."""
+        for ref in sorted(self._created_refs):
+            docker("image", "rm", ref, check=None)
+        if self._created_ids:
+            docker("image", "rm", "--force", *sorted(self._created_ids), check=None)
+        leftovers = docker(
+            "image",
+            "ls",
+            "--all",
+            "--quiet",
+            "--no-trunc",
+            "--filter",
+            f"label={SESSION_LABEL}={self.session}",
+            check=None,
+        ).stdout.split()
+        if leftovers:
+            docker("image", "rm", "--force", *sorted(set(leftovers)), check=None)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _prepare_context(self) -> None:
+        shutil.copytree(IMAGES_DIR, self.context, dirs_exist_ok=True)
+        shutil.copy2(self.busybox, self.context / "busybox")
+        (self.context / "busybox").chmod(0o755)
+        app = self.context / "app"
+        for script in [app / "entrypoint.sh", *(app / "www" / "cgi-bin").iterdir()]:
+            script.chmod(0o755)
+
+    def _build(self, variant: str, spec: Variant, *, tag: str, version: str, nonce: str) -> str:
+        began = time.monotonic()
+        args = {
+            "MODE": spec.mode,
+            "VARIANT": variant,
+            "VERSION": version,
+            "SESSION": self.session,
+            "NONCE": nonce,
+        }
+        build_args = [
+            part for key, value in args.items() for part in ("--build-arg", f"{key}={value}")
+        ]
+        result = docker(
+            "build",
+            "--quiet",
+            "--rm",
+            "--force-rm",
+            "--target",
+            spec.target,
+            *build_args,
+            "--tag",
+            tag,
+            str(self.context),
+            env=_build_environment(),
+            timeout=300,
+        )
+        self._created_refs.add(tag)
+        image_id = result.stdout.strip().splitlines()[-1].strip()
+        if not image_id.startswith("sha256:"):
+            image_id = docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
+        self._created_ids.add(image_id)
+        self.build_seconds[tag] = time.monotonic() - began
+        return image_id
+
+
+def _variant(name: str) -> Variant:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}") from None
+
+
+def _build_environment() -> dict[str, str]:
+    return {**os.environ, **_BUILD_ENV}
