@@ -93,8 +93,13 @@ class Journal:
 
     def write(self, step: str, **data: Any) -> None:
         record = {"step": step, "time": now_iso(), "pid": os.getpid(), **data}
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, sort_keys=True) + "\n")
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with open(self.path, "a+b") as handle:
+            if handle.tell() > 0:  # a record torn by a crash must not swallow this one
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = "\n" + line
+            handle.write(line.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
 
