@@ -11,9 +11,8 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
-import click
 import typer
 
 from compose_rollback import render
@@ -29,17 +28,23 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 _state: dict[str, Any] = {}
-T = TypeVar("T")
+# Typer vendors click in recent releases and depends on it in older ones: find its base error.
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")]
-MessageOpt = Annotated[str, typer.Option("--message", "-m", help="Describe this revision.")]
+MessageOpt = Annotated[str, typer.Option("--message", "-m", metavar="TEXT",
+                                         help="Describe this revision.")]
 TimeoutOpt = Annotated[str | None, typer.Option(
+    metavar="DURATION",
     help="How long gates may take to pass (e.g. 5m). Default: x-rollback.timeout or 5m.")]
 SoakOpt = Annotated[str | None, typer.Option(
-    "--min-healthy", help="How long everything must stay healthy (e.g. 10s, 0 to skip). "
+    "--min-healthy", metavar="DURATION",
+    help="How long everything must stay healthy (e.g. 10s, 0 to skip). "
     "Default: x-rollback.min_healthy or 10s.")]
 WaitLockOpt = Annotated[str | None, typer.Option(
-    "--wait-lock", help="Wait this long for another operation's lock instead of failing.")]
+    "--wait-lock", metavar="DURATION",
+    help="Wait this long for another operation's lock instead of failing.")]
 
 
 def _duration(value: str | None, flag: str) -> float | None:
@@ -97,12 +102,13 @@ def _root(
 
 @app.command()
 def up(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to deploy "
-                                                             "(default: all).")] = None,
+    services: Annotated[list[str] | None, typer.Argument(
+        metavar="SERVICE", help="Services to deploy (default: all).")] = None,
     *,
-    build: Annotated[bool, typer.Option(help="Build images before deploying.")] = False,
+    build: Annotated[bool, typer.Option("--build", help="Build images before deploying.")]
+    = False,
     pull: Annotated[str | None, typer.Option(
-        help="Pull images before deploying: always, missing or never.")] = None,
+        metavar="POLICY", help="Pull images before deploying: always, missing or never.")] = None,
     message: MessageOpt = "", timeout: TimeoutOpt = None, min_healthy: SoakOpt = None,
     no_rollback: Annotated[bool, typer.Option(
         "--no-rollback", help="Leave a failed revision in place instead of reverting.")] = False,
@@ -125,7 +131,8 @@ def up(
 @app.command()
 def revert(
     *, to: Annotated[str | None, typer.Option(
-        "--to", help="Revision to restore (default: the last good one before the current).")
+        "--to", metavar="REV",
+        help="Revision to restore (default: the last good one before the current).")
     ] = None,
     message: MessageOpt = "", timeout: TimeoutOpt = None, min_healthy: SoakOpt = None,
     wait_lock: WaitLockOpt = None, as_json: JsonOpt = False,
@@ -158,10 +165,10 @@ def status(*, as_json: JsonOpt = False) -> None:
 
 @app.command()
 def diff(
-    a: Annotated[str | None, typer.Argument(help="From this revision (default: previous).")]
-    = None,
-    b: Annotated[str | None, typer.Argument(help="To this revision (default: current).")]
-    = None,
+    a: Annotated[str | None, typer.Argument(
+        metavar="A", help="From this revision (default: the previous good one).")] = None,
+    b: Annotated[str | None, typer.Argument(
+        metavar="B", help="To this revision (default: the current one).")] = None,
     *, as_json: JsonOpt = False,
 ) -> None:
     """Show image and configuration changes between two revisions."""
@@ -185,7 +192,7 @@ def pin(*, message: MessageOpt = "", wait_lock: WaitLockOpt = None,
 @app.command()
 def prune(
     *, keep: Annotated[int | None, typer.Option(
-        help="Revisions to keep (default: x-rollback.keep or 20).")] = None,
+        metavar="N", help="Revisions to keep (default: x-rollback.keep or 20).")] = None,
     wait_lock: WaitLockOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Drop old revisions and their retention tags (never the current or last good one)."""
@@ -231,12 +238,9 @@ def run(invocation: Invocation, *, plugin_socket: str | None = None) -> int:
     try:
         result = app(args=invocation.args, prog_name=prog, standalone_mode=False)
         return int(result) if isinstance(result, int) else 0
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        return int(ExitCode.BAD_INPUT)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     except RollbackError as error:
@@ -247,3 +251,6 @@ def run(invocation: Invocation, *, plugin_socket: str | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except _CLICK_ERROR as error:  # usage errors: click prints them like docker does
+        error.show()  # type: ignore[attr-defined]
+        return int(ExitCode.BAD_INPUT)
