@@ -339,3 +339,13 @@ def test_shim_overhead_is_measured(setup: Setup) -> None:
         f"\nshim overhead on 'docker compose version' (median of {runs}): "
         f"{(shim - plain) * 1000:+.1f} ms (plain {plain * 1000:.1f} ms, shim {shim * 1000:.1f} ms)"
     )
+
+
+def test_a_vanished_real_compose_is_reported(tmp_path: Path) -> None:
+    gone = tmp_path / "moved-away" / "docker-compose"
+    shim = render_shim(tmp_path / "docker-compose", entry=tmp_path / "entry", real_compose=gone)
+    out = subprocess.run([str(shim), "compose", "version"], capture_output=True, check=False)
+    assert out.returncode == 127
+    assert out.stderr.decode().strip() == (
+        f"compose-rollback: the Compose plugin {gone} is gone; run install.sh again"
+    )
