@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 from support.compose_project import ComposeProject
+from support.examples import copy_quickstart
 from support.helpers import CommandError, docker, http_get, unique_name, wait_for
 from support.registry import Registry
-from support.testimages import VARIANTS, AppImages, is_static_elf
+from support.testimages import VARIANTS, AppImages, find_busybox, is_static_elf
 
 ZOO_VERSION = "zoo-1"
 
@@ -299,6 +300,25 @@ def test_project_cleanup_removes_exactly_its_own(images: AppImages, tmp_path: Pa
     assert docker("network", "ls", "-q", "--filter", label).stdout.split() == []
     assert docker("image", "inspect", retention, check=None).returncode != 0
     assert _image_id(images.local("nohealthcheck")) == images.id("nohealthcheck")
+
+
+# -- the shipped example ---------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_quickstart_builds_offline_v1_healthy_v2_unhealthy(project: ComposeProject) -> None:
+    busybox = find_busybox()
+    assert busybox is not None, "no static busybox"
+    quickstart = copy_quickstart(project, busybox=busybox)
+    project.compose("up", "--detach", "--build", "--wait", env={**quickstart.env, "VERSION": "v1"})
+    assert http_get(quickstart.url).body == "hello from v1\n"
+    published = project.container("web")["NetworkSettings"]["Ports"]["8080/tcp"]
+    assert {binding["HostIp"] for binding in published} == {"127.0.0.1"}
+    broken = project.compose(
+        "up", "--detach", "--build", "--wait", env={**quickstart.env, "VERSION": "v2"}, check=None
+    )
+    assert broken.returncode != 0
+    assert "unhealthy" in broken.stdout + broken.stderr
 
 
 # -- no engine needed -----------------------------------------------------------------------

@@ -145,8 +145,9 @@ class ComposeProject:
 
         ``down`` first runs in the project directory (it knows the compose file); if the file
         is broken or gone, again from an empty directory with ``-p`` alone. Then anything left
-        with the project label goes, by id, and every image tag containing
-        ``rollback-<name>`` or named ``<name>-*`` (compose's default for built images).
+        with the project label goes, by id (images compose built included), and every image
+        tag containing ``rollback-<name>`` or named ``<name>-*`` (compose's default name for
+        built images).
         """
         down = ["compose", "-p", self.name, "down", "--volumes", "--remove-orphans"]
         first = docker(*down, "--timeout", "0", cwd=self.dir, check=None, env=clean_env())
@@ -164,6 +165,10 @@ class ComposeProject:
         tags = [ref for ref in _image_refs() if self._owns_tag(ref)]
         if tags:
             docker("image", "rm", *tags, check=None)
+        # Images compose built for this project carry its label (and a unique name): ours.
+        built = docker("image", "ls", "--quiet", "--no-trunc", "--filter", label, check=None)
+        if built.stdout.split():
+            docker("image", "rm", "--force", *sorted(set(built.stdout.split())), check=None)
 
     def _owns_tag(self, ref: str) -> bool:
         repository, _, tag = ref.rpartition(":")
