@@ -2,7 +2,7 @@
 
 ``HOME``, ``DOCKER_CONFIG`` and ``COMPOSE_ROLLBACK_HOME`` all point into a tmp dir, whose docker
 config has the machine's real Compose plugin symlinked under ``cli-plugins``; the user's own
-docker config is never read or written. One install (a venv and a pip install) per scenario.
+docker config is never written. One install (a venv and a pip install) per scenario.
 The tests of the main scenario run in file order: the last one reinstalls and uninstalls.
 """
 
@@ -119,7 +119,8 @@ def make_install(root: Path, real_compose: Path, *, config: bytes | None) -> Ins
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DOCKER_CLI_PLUGIN_", "COMPOSE_ROLLBACK_"))
+        # DOCKER_CONTEXT would name a context that only the user's own config has.
+        if not k.startswith(("DOCKER_CLI_PLUGIN_", "COMPOSE_ROLLBACK_")) and k != "DOCKER_CONTEXT"
     }
     # Keep pip's download cache of the real user: the install stays isolated, just faster.
     pip_cache = os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))

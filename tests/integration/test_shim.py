@@ -151,7 +151,9 @@ def make_setup(tmp: Path, *, real_compose: Path, fake_real: bool = False) -> Set
         fake = FAKE_COMPOSE.format(who="real", record=quoted_record)
         target = write_script(tmp / "bin" / "real", fake)
     shim = render_shim(tmp / "plugins" / "docker-compose", entry=entry, real_compose=target)
-    base = {k: v for k, v in os.environ.items() if k != "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND"}
+    # DOCKER_CONTEXT would name a context that only the user's own config has.
+    dropped = {"DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", "DOCKER_CONTEXT"}
+    base = {k: v for k, v in os.environ.items() if k not in dropped}
     shim_config = docker_config(tmp / "config-shim", real_compose, extra_dirs=[shim.parent])
     plain_config = docker_config(tmp / "config-plain", real_compose)
     return Setup(
