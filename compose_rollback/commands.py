@@ -10,13 +10,12 @@ from packaging.version import InvalidVersion, Version
 
 from compose_rollback import __version__
 from compose_rollback.context import Context, author
-from compose_rollback.deploy import render_revision
+from compose_rollback.deploy import project_settings, render_revision
 from compose_rollback.errors import BadInput, Unreachable
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import checksum, pinned_service
 from compose_rollback.pinning import Pin, keep_alive, pin_one
 from compose_rollback.revisions import Revision
-from compose_rollback.settings import load_settings
 
 MIN_COMPOSE = Version("2.24.0")
 
@@ -137,7 +136,7 @@ def pin(ctx: Context, *, message: str) -> Revision:
     engine, project = ctx.engine, ctx.project
     model = engine.config(project, interpolate=True)
     snapshot = engine.config(project, interpolate=False)
-    load_settings(snapshot)
+    project_settings(ctx, snapshot)
     running = {c.service: c for c in engine.containers(project.name)
                if not c.oneoff and c.status == "running"}
     services = sorted(s for s in model.get("services") or {} if s in running)
@@ -174,7 +173,7 @@ def prune(ctx: Context, *, keep: int | None) -> list[int]:
     """Drop old revisions beyond ``keep`` (never the current or the last good one)."""
     with ctx.locked("prune"):
         if keep is None:
-            keep = load_settings(ctx.engine.config(ctx.project, interpolate=False)).keep
+            keep = project_settings(ctx, ctx.engine.config(ctx.project, interpolate=False)).keep
         if keep < 1:
             raise BadInput("--keep must be at least 1")
         revisions = ctx.store.revisions()

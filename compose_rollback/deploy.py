@@ -14,6 +14,7 @@ from typing import Any
 from compose_rollback.context import Context, author
 from compose_rollback.errors import BadInput, ExitCode, MissingImage, RollbackError
 from compose_rollback.gates.container import GateFailure, wait_healthy
+from compose_rollback.interpolate import environment, settings_model
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, checksum, pinned_service, render
 from compose_rollback.pinning import Pin, keep_alive, pin_services, prepare_images
@@ -62,7 +63,7 @@ def up(
     engine, project = ctx.engine, ctx.project
     model = engine.config(project, interpolate=True)
     snapshot = engine.config(project, interpolate=False)
-    settings = overrides.apply(load_settings(snapshot))
+    settings = overrides.apply(project_settings(ctx, snapshot))
     everything = sorted(model.get("services") or {})
     unknown = sorted(set(services) - set(everything))
     if unknown:
@@ -113,7 +114,7 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
         revision = _record(ctx, number=number, kind="revert", text=text, pins=target.pins,
                            message=message or f"revert to revision {target.number}",
                            restores=target.number, gated=sorted(data["services"]))
-        settings = overrides.apply(load_settings(data))
+        settings = _revision_settings(ctx, target, overrides)
         plan = _changes(current.pins if current else {}, target.pins,
                         ctx.store.overlay_data(current)["services"] if current else {},
                         data["services"])
@@ -212,6 +213,16 @@ def _check_images_present(ctx: Context, pins: Mapping[str, Pin]) -> None:
             raise MissingImage(f"{pin.image} (service {pin.service})", fix=fix)
 
 
+def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:
+    """Settings of a non-interpolated model, interpolated in memory from the environment."""
+    return load_settings(settings_model(model, environment(ctx.project)))
+
+
+def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides) -> Settings:
+    """A revision's own gate settings, interpolated now (its file keeps ``${VAR}`` as is)."""
+    return overrides.apply(project_settings(ctx, ctx.store.overlay_data(revision)))
+
+
 # -- the transaction --------------------------------------------------------------------------
 def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings) -> GateFailure | None:
     engine = ctx.engine
@@ -225,8 +236,7 @@ def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings) -> Gat
     ctx.journal.write("gate", revision=revision.number)
     return wait_healthy(
         engine, project_name=ctx.project.name, services=list(revision.services),
-        settings={s: settings.for_service(s) for s in revision.services},
-        restarts_before=before, progress=ctx.progress,
+        settings=settings, restarts_before=before, progress=ctx.progress,
     )
 
 
@@ -271,7 +281,7 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
     reason = failure.summary()
     ctx.journal.write("restore", revision=n, restores=p)
     ctx.progress(f"restoring revision {p}")
-    settings = overrides.apply(load_settings(ctx.store.overlay_data(previous)))
+    settings = _revision_settings(ctx, previous, overrides)
     restore_failure = _apply_and_gate(ctx, previous, settings)
     ok = restore_failure is None
     ctx.store.update(n, status=status, reason=reason, finished=now_iso(),

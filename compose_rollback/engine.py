@@ -240,6 +240,16 @@ class Engine:
             return ""
         return (str(out) + "\n" + str(err)).strip()
 
+    def exec_in(self, container_id: str, command: Sequence[str], *,
+                timeout: float) -> tuple[int, str]:
+        """Run a command in a container (``docker exec``); its exit code and output."""
+        try:
+            done = subprocess.run([*self.docker_cmd(), "exec", container_id, *command],
+                                  capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return 124, f"timed out after {timeout:g}s"
+        return done.returncode, (done.stdout + done.stderr)
+
     def events(self, project_name: str, *, on_event: Callable[[Event], None]) -> EventStream:
         """Start streaming the project's container events to ``on_event`` (a thread)."""
         args = [*self.docker_cmd(), "events", "--format", "{{json .}}", "--filter",

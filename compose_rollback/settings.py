@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from compose_rollback.errors import SettingsError
+from compose_rollback.gates.specs import GateSpec, Hooks, parse_gates, parse_hooks
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -58,6 +59,12 @@ def _positive_int(value: object, *, path: str) -> int:
     return value
 
 
+def _flag(value: object, *, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise SettingsError(path, f"expected true or false, got {value!r}")
+    return value
+
+
 def _relative_dir(value: object, *, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SettingsError(path, f"expected a directory path, got {value!r}")
@@ -70,6 +77,8 @@ class ServiceSettings:
 
     timeout: float = 300.0
     min_healthy: float = 10.0
+    oneshot: bool = False  # a job that must exit 0 (a migration), not keep running
+    gates: tuple[GateSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -80,7 +89,17 @@ class Settings:
     min_healthy: float = 10.0
     keep: int = 20
     dir: str = ".rollback"
+    gates: tuple[GateSpec, ...] = ()  # project-wide; those naming a service belong to it
+    hooks: Hooks = field(default_factory=Hooks)
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
+
+    def gates_for(self, service: str) -> tuple[GateSpec, ...]:
+        own = self.for_service(service).gates
+        return own + tuple(g for g in self.gates if g.service == service)
+
+    @property
+    def project_gates(self) -> tuple[GateSpec, ...]:
+        return tuple(g for g in self.gates if g.service is None)
 
     def for_service(self, name: str) -> ServiceSettings:
         return self.services.get(
@@ -108,8 +127,14 @@ _PROJECT_KEYS: dict[str, Parser] = {
     "min_healthy": parse_duration,
     "keep": _positive_int,
     "dir": _relative_dir,
+    "gates": lambda v, *, path: parse_gates(v, path=path, service=None),
+    "hooks": lambda v, *, path: parse_hooks(v, path=path),
 }
-_SERVICE_KEYS: dict[str, Parser] = {"timeout": parse_duration, "min_healthy": parse_duration}
+_SERVICE_KEYS: dict[str, Parser] = {
+    "timeout": parse_duration,
+    "min_healthy": parse_duration,
+    "oneshot": _flag,
+}
 
 
 def _parse_block(block: object, keys: Mapping[str, Parser], *, path: str) -> dict[str, Any]:
@@ -134,11 +159,17 @@ def load_settings(model: Mapping[str, Any]) -> Settings:
     for name, service in (model.get("services") or {}).items():
         if not isinstance(service, Mapping):
             continue
-        own = _parse_block(
-            service.get("x-rollback"), _SERVICE_KEYS, path=f"services.{name}.x-rollback"
-        )
+        path = f"services.{name}.x-rollback"
+        keys = {**_SERVICE_KEYS,
+                "gates": lambda v, *, path, n=name: parse_gates(v, path=path, service=n)}
+        own = _parse_block(service.get("x-rollback"), keys, path=path)
         services[name] = ServiceSettings(
             timeout=own.get("timeout", base.timeout),
             min_healthy=own.get("min_healthy", base.min_healthy),
+            oneshot=own.get("oneshot", False), gates=own.get("gates", ()),
         )
+    unknown = [g for g in base.gates if g.service is not None and g.service not in services]
+    if unknown:
+        raise SettingsError(f"{unknown[0].path}.service",
+                            f"no service named {unknown[0].service!r} in this project")
     return replace(base, services=services)

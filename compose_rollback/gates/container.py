@@ -11,11 +11,21 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from compose_rollback.engine import ContainerState, Event, EventStream
-from compose_rollback.settings import ServiceSettings, format_duration
+from compose_rollback.gates.probes import (
+    Outcome,
+    ProbeRunner,
+    probe_exec,
+    probe_http,
+    probe_http_inside,
+    probe_prometheus,
+    probe_tcp,
+)
+from compose_rollback.gates.specs import GateSpec
+from compose_rollback.settings import ServiceSettings, Settings, format_duration
 
 POLL_FALLBACK = 1.0
 
@@ -34,17 +44,25 @@ class GateFailure:
         return f"{where}: {self.reason}"
 
 
-class ContainerEngine(Protocol):
+class GateEngine(Protocol):
     def containers(self, project_name: str) -> list[ContainerState]: ...
     def logs(self, container_id: str, *, tail: int = 20) -> str: ...
     def events(self, project_name: str, *,
                on_event: Callable[[Event], None]) -> EventStream: ...
+    def exec_in(self, container_id: str, command: Sequence[str], *,
+                timeout: float) -> tuple[int, str]: ...
 
 
-def judge(container: ContainerState, *, restarts_before: int) -> tuple[str, str]:
+def judge(container: ContainerState, *, restarts_before: int,
+          oneshot: bool = False) -> tuple[str, str]:
     """One container's verdict: ("fail", why) | ("wait", why) | ("good", "")."""
     if container.oom_killed:
         return "fail", "was killed for running out of memory (OOM)"
+    if oneshot:
+        if container.status in ("exited", "dead"):
+            return ("good", "") if container.exit_code == 0 else \
+                ("fail", f"one-shot job exited with code {container.exit_code}")
+        return "wait", "one-shot job still running"
     if container.status in ("exited", "dead"):
         return "fail", f"exited with code {container.exit_code}"
     if container.status == "restarting" or container.restart_count > restarts_before:
@@ -62,63 +80,129 @@ def judge(container: ContainerState, *, restarts_before: int) -> tuple[str, str]
 @dataclass
 class _ServiceWatch:
     settings: ServiceSettings
+    probes: list[ProbeRunner] = field(default_factory=list)
+    containers_good: bool = False
     good_since: float | None = None
     last_wait: str = "no container yet"
+    running: list[str] = field(default_factory=list)
 
 
 def wait_healthy(
-    engine: ContainerEngine, *, project_name: str, services: Sequence[str],
-    settings: Mapping[str, ServiceSettings], restarts_before: Mapping[str, int],
-    progress: Callable[[str], None],
+    engine: GateEngine, *, project_name: str, services: Sequence[str], settings: Settings,
+    restarts_before: Mapping[str, int], progress: Callable[[str], None],
 ) -> GateFailure | None:
     """Block until every service has passed (None) or one has failed (its ``GateFailure``)."""
-    wake: queue.Queue[Event] = queue.Queue()
-    watches = {s: _ServiceWatch(settings[s]) for s in services}
+    wake: queue.Queue[Event | None] = queue.Queue()
+    watches = {s: _ServiceWatch(settings.for_service(s)) for s in services}
+    project_probes: list[ProbeRunner] = []
+    for service, watch in watches.items():
+        watch.probes = [_runner(spec, engine, watch, wake) for spec in settings.gates_for(service)]
+    project_probes = [_runner(spec, engine, None, wake) for spec in settings.project_gates]
+    everything = [p for w in watches.values() for p in w.probes] + project_probes
     start = time.monotonic()
     reported: dict[str, str] = {}
-    with engine.events(project_name, on_event=wake.put):
-        while True:
-            now = time.monotonic()
-            states = [c for c in engine.containers(project_name)
-                      if c.service in watches and not c.oneoff]
-            failure = _check(states, watches, restarts_before, now)
-            if failure is not None:
-                return _with_logs(engine, failure, states)
-            pending = {s: w for s, w in watches.items()
-                       if w.good_since is None or now - w.good_since < w.settings.min_healthy}
-            if not pending:
-                return None
-            for service, watch in pending.items():
-                if now - start > watch.settings.timeout:
-                    return GateFailure(service, "", f"not healthy after "
-                                       f"{format_duration(watch.settings.timeout)} "
-                                       f"({watch.last_wait})")
-                line = _progress_line(service, watch, now)
-                if reported.get(service) != line:
-                    reported[service] = line
-                    progress(line)
-            _sleep_until_event(wake, _next_wake(pending, start, now))
+    try:
+        with engine.events(project_name, on_event=wake.put):
+            while True:
+                now = time.monotonic()
+                states = [c for c in engine.containers(project_name)
+                          if c.service in watches and not c.oneoff]
+                failure = _check(states, watches, restarts_before)
+                if failure is not None:
+                    return _with_logs(engine, failure, states)
+                failure = _probes(watches, project_probes, now)
+                if failure is not None:
+                    return failure
+                pending = {s: w for s, w in watches.items()
+                           if w.good_since is None or now - w.good_since < w.settings.min_healthy}
+                if not pending and all(p.passed for p in project_probes):
+                    return None
+                failure = _timed_out(pending or watches, project_probes, start, now)
+                if failure is not None:
+                    return failure
+                for service, watch in pending.items():
+                    line = _progress_line(service, watch)
+                    if reported.get(service) != line:
+                        reported[service] = line
+                        progress(line)
+                _sleep_until_event(wake, _next_wake(pending, start, now))
+    finally:
+        for probe in everything:
+            probe.stop()
+
+
+def _runner(spec: GateSpec, engine: GateEngine, watch: _ServiceWatch | None,
+            wake: queue.Queue[Event | None]) -> ProbeRunner:
+    def check() -> Outcome:
+        running = watch.running if watch is not None else []
+        if spec.kind == "exec":
+            return probe_exec(spec, engine, running)
+        if spec.kind == "http":
+            return probe_http_inside(spec, engine, running) if spec.inside else probe_http(spec)
+        if spec.kind == "tcp":
+            return probe_tcp(spec)
+        return probe_prometheus(spec)
+
+    return ProbeRunner(spec, check, lambda: wake.put(None))
 
 
 def _check(states: Sequence[ContainerState], watches: Mapping[str, _ServiceWatch],
-           restarts_before: Mapping[str, int], now: float) -> GateFailure | None:
+           restarts_before: Mapping[str, int]) -> GateFailure | None:
     for service, watch in watches.items():
         mine = [c for c in states if c.service == service]
         verdict, why = ("wait", "no container yet") if not mine else ("good", "")
         for container in mine:
-            v, w = judge(container, restarts_before=restarts_before.get(container.id, 0))
+            v, w = judge(container, restarts_before=restarts_before.get(container.id, 0),
+                         oneshot=watch.settings.oneshot)
             if v == "fail":
                 return GateFailure(service, container.name, w)
             if v == "wait":
                 verdict, why = v, f"{container.name} {w}"
-        if verdict == "good":
-            watch.good_since = watch.good_since if watch.good_since is not None else now
-        else:
+        watch.running = [c.id for c in mine if c.status == "running"]
+        watch.containers_good = verdict == "good"
+        if not watch.containers_good:
             watch.good_since, watch.last_wait = None, why
     return None
 
 
-def _progress_line(service: str, watch: _ServiceWatch, now: float) -> str:
+def _probes(watches: Mapping[str, _ServiceWatch], project_probes: Sequence[ProbeRunner],
+            now: float) -> GateFailure | None:
+    """Arm probes whose containers are good; fail on a failed probe; start soaks."""
+    all_good = all(w.containers_good for w in watches.values())
+    for probe in project_probes:
+        probe.arm(all_good)
+    for watch in watches.values():
+        for probe in watch.probes:
+            probe.arm(watch.containers_good)
+        if watch.containers_good and not all(p.passed for p in watch.probes):
+            waiting = next(p for p in watch.probes if not p.passed)
+            watch.good_since, watch.last_wait = None, f"gate {waiting.spec.describe()}: " \
+                f"{waiting.last.detail}"
+        elif watch.containers_good and watch.good_since is None:
+            watch.good_since = now
+    for probe in [*project_probes, *(p for w in watches.values() for p in w.probes)]:
+        failed = probe.failed
+        if failed is not None:
+            return GateFailure(probe.spec.service or "", "", f"gate {probe.spec.describe()} "
+                               f"failed: {failed.detail}")
+    return None
+
+
+def _timed_out(pending: Mapping[str, _ServiceWatch], project_probes: Sequence[ProbeRunner],
+               start: float, now: float) -> GateFailure | None:
+    for service, watch in pending.items():
+        if now - start > watch.settings.timeout:
+            return GateFailure(service, "", f"not healthy after "
+                               f"{format_duration(watch.settings.timeout)} ({watch.last_wait})")
+    limit = max(w.settings.timeout for w in pending.values()) if pending else 0.0
+    for probe in project_probes:
+        if not probe.passed and now - start > limit:
+            return GateFailure("", "", f"gate {probe.spec.describe()} did not pass within "
+                               f"{format_duration(limit)}: {probe.last.detail}")
+    return None
+
+
+def _progress_line(service: str, watch: _ServiceWatch) -> str:
     if watch.good_since is None:
         return f"{service}: waiting ({watch.last_wait})"
     return f"{service}: healthy, soaking for {format_duration(watch.settings.min_healthy)}"
@@ -133,7 +217,7 @@ def _next_wake(pending: Mapping[str, _ServiceWatch], start: float, now: float) -
     return max(0.0, min(times) - now)
 
 
-def _sleep_until_event(wake: queue.Queue[Event], timeout: float) -> None:
+def _sleep_until_event(wake: queue.Queue[Event | None], timeout: float) -> None:
     try:
         wake.get(timeout=timeout)
     except queue.Empty:
@@ -145,7 +229,7 @@ def _sleep_until_event(wake: queue.Queue[Event], timeout: float) -> None:
             return
 
 
-def _with_logs(engine: ContainerEngine, failure: GateFailure,
+def _with_logs(engine: GateEngine, failure: GateFailure,
                states: Sequence[ContainerState]) -> GateFailure:
     container = next((c for c in states if c.name == failure.container), None)
     if container is None:

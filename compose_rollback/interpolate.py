@@ -1,0 +1,94 @@
+"""Interpolation of ``${VAR}`` references in our own ``x-rollback`` settings.
+
+Compose drops service-level extension fields from its interpolated ``config`` output, so gate
+settings are read from the non-interpolated model and interpolated here, in memory only, with
+compose's rules: ``$VAR``, ``${VAR}``, ``${VAR:-default}``, ``${VAR-default}``,
+``${VAR:?error}``, ``$$`` for a literal dollar; the shell environment wins over env files.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from compose_rollback.errors import BadInput
+from compose_rollback.project import Project
+
+_REF = re.compile(
+    r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*)$")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A compose-style ``.env`` file: KEY=VALUE, comments, optional quotes."""
+    values: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return values
+    for line in text.splitlines():
+        match = _LINE.match(line)
+        if not match or line.lstrip().startswith("#"):
+            continue
+        raw = match.group(2).strip()
+        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+            raw = raw[1:-1]
+        else:
+            raw = re.split(r"\s+#", raw, maxsplit=1)[0].rstrip()
+        values[match.group(1)] = raw
+    return values
+
+
+def environment(project: Project, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What compose interpolates with: env files (or ``.env``), overridden by the shell."""
+    files = project.env_files or (project.directory / ".env",)
+    merged: dict[str, str] = {}
+    for path in files:
+        merged.update(read_env_file(path))
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def interpolate(value: Any, env: Mapping[str, str], *, path: str = "x-rollback") -> Any:
+    """Interpolate every string inside ``value`` (mappings and lists walked)."""
+    if isinstance(value, str):
+        return _one(value, env, path)
+    if isinstance(value, Mapping):
+        return {k: interpolate(v, env, path=f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, path=f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _one(text: str, env: Mapping[str, str], path: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):
+            return "$"
+        name = match.group(2) or match.group(5)
+        op, arg = match.group(3), match.group(4) or ""
+        value = env.get(name)
+        if op in (":-", "-"):
+            unset = value is None or (op == ":-" and value == "")
+            return arg if unset else str(value)
+        if op in (":?", "?") and (value is None or (op == ":?" and value == "")):
+            raise BadInput(f"{path}: required variable {name} is missing: {arg}")
+        return value or ""
+
+    return _REF.sub(replace, text)
+
+
+def settings_model(model: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Only the ``x-rollback`` blocks of a model, interpolated (the rest is not needed)."""
+    services = {
+        name: {"x-rollback": interpolate(svc["x-rollback"], env,
+                                         path=f"services.{name}.x-rollback")}
+        if isinstance(svc, Mapping) and "x-rollback" in svc else {}
+        for name, svc in (model.get("services") or {}).items()
+    }
+    out: dict[str, Any] = {"services": services}
+    if "x-rollback" in model:
+        out["x-rollback"] = interpolate(model["x-rollback"], env)
+    return out
