@@ -1,7 +1,8 @@
 """The integration fixtures do what they promise, against the real engine and plain compose.
 
 Steady-state behaviours share one project (``zoo``) whose containers all start at once; the
-behaviours that change over time (flaky, slow, metrics) each get their own project.
+behaviours that change over time (flaky, slow, metrics) share another (``timeline``), sampled
+in the background from its start, so their waits overlap too.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from support.compose_project import ComposeProject
 from support.examples import copy_quickstart
 from support.helpers import CommandError, docker, http_get, unique_name, wait_for
+from support.prometheus import Prometheus
 from support.registry import Registry
 from support.testimages import VARIANTS, AppImages, find_busybox, is_static_elf
 
@@ -48,6 +51,7 @@ def _image_id(ref: str) -> str:
 def zoo(
     docker_engine: None, images: AppImages, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ComposeProject]:
+    images.build_all()  # in parallel; the timeline fixture uses the rest
     project = ComposeProject(tmp_path_factory.mktemp("zoo"))
     project.write(
         f"""
@@ -76,6 +80,11 @@ def zoo(
           job-fail:
             <<: *local
             image: {images.local("exit1")}
+          metrics:
+            <<: *local
+            image: {images.local("healthy")}
+            environment: {{METRIC_AFTER: "3", METRIC_VALUE: "0.5"}}
+            ports: ["127.0.0.1::8080"]
           plain:
             <<: *local
             image: {images.local("nohealthcheck")}
@@ -137,82 +146,132 @@ def test_nohealthcheck_runs_without_health_state(zoo: ComposeProject) -> None:
     assert _health(zoo, "plain") == "none"
 
 
-# -- behaviours over time -------------------------------------------------------------------
+# -- behaviours over time: one project, sampled in the background from its start -------------
+
+_HEALTH_STATES = {"starting", "healthy", "unhealthy"}
 
 
-@pytest.mark.docker
-def test_flaky_goes_healthy_then_unhealthy(project: ComposeProject, images: AppImages) -> None:
+class Timeline:
+    """Samples health states and the metrics of a project from its start, in a thread, so
+    that every test sees the early transitions even when it runs seconds later."""
+
+    def __init__(self, project: ComposeProject, services: list[str], metrics_url: str) -> None:
+        self.project = project
+        self.metrics_url = metrics_url
+        self.states: dict[str, list[str]] = {service: [] for service in services}
+        #: (uptime, app_errors_ratio) of each scrape.
+        self.metrics: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def health(self, service: str) -> list[str]:
+        """The distinct health states ``service`` went through, in order."""
+        return [state for state in self.states[service] if state in _HEALTH_STATES]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            for service, seen in self.states.items():
+                try:
+                    state = self.project.health(service)
+                except AssertionError:  # not created yet, or being inspected while it changes
+                    continue
+                if not seen or seen[-1] != state:
+                    seen.append(state)
+            answer = http_get(self.metrics_url, timeout=1.0)
+            if answer.status == 200:
+                self.metrics.append(
+                    (
+                        _metric(answer.body, "app_uptime_seconds"),
+                        _metric(answer.body, "app_errors_ratio"),
+                    )
+                )
+            self._stop.wait(0.1)
+
+
+@pytest.fixture(scope="module")
+def timeline(
+    docker_engine: None, images: AppImages, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Timeline]:
+    project = ComposeProject(tmp_path_factory.mktemp("timeline"))
     project.write(
         f"""
+        x-local: &local
+          pull_policy: never
         services:
-          app:
+          flaky:
+            <<: *local
             image: {images.local("flaky")}
-            pull_policy: never
             environment: {{FAIL_AFTER: "2.5"}}
-        """
-    )
-    project.compose("up", "--detach")
-    wait_for(lambda: _health(project, "app") == "healthy", 3, 0.05, what="flaky healthy")
-    wait_for(lambda: _health(project, "app") == "unhealthy", 6, what="flaky unhealthy")
-
-
-@pytest.mark.docker
-def test_slow_stays_starting_then_turns_healthy(project: ComposeProject, images: AppImages) -> None:
-    project.write(
-        f"""
-        services:
-          app:
+          slow:
+            <<: *local
             image: {images.local("slow")}
-            pull_policy: never
             environment: {{SLOW_START: "3"}}
-        """
-    )
-    project.compose("up", "--detach")
-
-    def probed() -> bool:
-        health = project.container("app")["State"].get("Health") or {}
-        return bool(health.get("Log"))
-
-    wait_for(probed, 3, 0.05, what="the first health probe")
-    statuses = [_health(project, "app")]
-
-    def healthy() -> bool:
-        statuses.append(_health(project, "app"))
-        return statuses[-1] == "healthy"
-
-    wait_for(healthy, 6, what="slow to turn healthy")
-    # Failed probes inside the start period do not count: "starting", never "unhealthy".
-    assert statuses[0] == "starting"
-    assert set(statuses) == {"starting", "healthy"}
-
-
-@pytest.mark.docker
-def test_metrics_cross_their_threshold(project: ComposeProject, images: AppImages) -> None:
-    project.write(
-        f"""
-        services:
-          app:
+          metrics:
+            <<: *local
             image: {images.local("healthy")}
-            pull_policy: never
             environment: {{METRIC_AFTER: "2", METRIC_VALUE: "0.75"}}
             ports: ["127.0.0.1::8080"]
         """
     )
-    project.compose("up", "--detach")
-    url = project.url("app", "/cgi-bin/metrics")
-    first = wait_for(lambda: http_get(url), 3, 0.05, what="metrics")
-    assert first.status == 200
+    try:
+        project.compose("up", "--detach")
+        sampler = Timeline(project, ["flaky", "slow"], project.url("metrics", "/cgi-bin/metrics"))
+        try:
+            yield sampler
+        finally:
+            sampler.close()
+    finally:
+        project.cleanup()
+
+
+@pytest.mark.docker
+def test_flaky_goes_healthy_then_unhealthy(timeline: Timeline) -> None:
+    wait_for(lambda: "unhealthy" in timeline.health("flaky"), 8, what="flaky unhealthy")
+    seen = timeline.health("flaky")
+    assert "healthy" in seen, seen
+    assert seen.index("healthy") < seen.index("unhealthy"), seen
+
+
+@pytest.mark.docker
+def test_slow_stays_starting_then_turns_healthy(timeline: Timeline) -> None:
+    wait_for(lambda: "healthy" in timeline.health("slow"), 8, what="slow healthy")
+    # Failed probes inside the start period do not count: "starting", never "unhealthy".
+    assert timeline.health("slow") == ["starting", "healthy"]
+
+
+@pytest.mark.docker
+def test_metrics_cross_their_threshold(timeline: Timeline) -> None:
+    wait_for(
+        lambda: any(ratio == 0.75 for _, ratio in timeline.metrics), 8, what="the ratio to rise"
+    )
+    before = [uptime for uptime, ratio in timeline.metrics if ratio == 0]
+    after = [uptime for uptime, ratio in timeline.metrics if ratio == 0.75]
+    assert before, "no scrape before the threshold"
+    assert max(before) < 2.2 and min(after) >= 2
+    first = http_get(timeline.metrics_url)
+    later = http_get(timeline.metrics_url)
     assert first.headers.get("Content-Type", "").startswith("text/plain")
-    assert _metric(first.body, "app_uptime_seconds") < 2
-    assert _metric(first.body, "app_errors_ratio") == 0
+    assert _metric(later.body, "app_requests_total") > _metric(first.body, "app_requests_total")
+    assert _metric(later.body, "app_errors_total") > _metric(first.body, "app_errors_total")
 
-    def crossed() -> float:
-        return _metric(http_get(url).body, "app_errors_ratio")
 
-    assert wait_for(crossed, 5, 0.2, what="app_errors_ratio to rise") == 0.75
-    later = http_get(url).body
-    assert _metric(later, "app_requests_total") > _metric(first.body, "app_requests_total")
-    assert _metric(later, "app_errors_total") >= 1
+@pytest.mark.docker
+def test_prometheus_scrapes_the_app_and_sees_the_ratio_rise(
+    zoo: ComposeProject, prometheus: Prometheus
+) -> None:
+    target = prometheus.scrape(f"127.0.0.1:{zoo.port('metrics')}")
+    try:
+        prometheus.wait_scraped(target)
+        ratio = f'app_errors_ratio{{instance_name="{target}"}}'
+        assert wait_for(lambda: prometheus.value(ratio) == 0.5, 10, 0.2, what="ratio 0.5")
+        assert prometheus.value(f'app_info{{instance_name="{target}",mode="healthy"}}') == 1
+    finally:
+        prometheus.forget(target)
 
 
 # -- registry and images --------------------------------------------------------------------

@@ -11,6 +11,10 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
     ``support.testimages.VARIANTS``): ``.local(variant)`` -> ``crt-app-<session>:<variant>``,
     ``.push(variant, repo, tag)`` -> ``<host>/<repo>@sha256:...``, ``.build_fresh(variant,
     tag)`` -> new image id. Removed at the end of the session.
+``prometheus`` (session)
+    A real Prometheus on ``127.0.0.1:<free port>`` scraping every second: ``.url`` (for a
+    prometheus gate), ``.scrape("127.0.0.1:<port>") -> name``, ``.wait_scraped(name)``,
+    ``.query(expr)``, ``.value(expr)``, ``.forget(name)``.
 ``project`` (function)
     A fresh directory and compose project ``crt-<8 hex>``: ``.write()``, ``.write_file()``,
     ``.run()`` (our CLI), ``.compose()`` (plain compose), ``.containers()``, ``.health()``,
@@ -31,6 +35,7 @@ import pytest
 
 from .compose_project import ComposeProject
 from .helpers import HttpResponse, http_get, wait_for
+from .prometheus import Prometheus, prometheus_binary
 from .registry import Registry, registry_binary
 from .testimages import VARIANTS, AppImages, find_busybox
 
@@ -39,10 +44,12 @@ __all__ = [
     "AppImages",
     "ComposeProject",
     "HttpResponse",
+    "Prometheus",
     "Registry",
     "http_get",
     "images",
     "project",
+    "prometheus",
     "registry",
     "wait_for",
 ]
@@ -84,6 +91,20 @@ def images(
         yield built
     finally:
         built.cleanup()
+
+
+@pytest.fixture(scope="session")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """A real Prometheus on loopback for the whole session; add targets with ``scrape()``."""
+    binary = prometheus_binary()
+    if binary is None:
+        _missing("prometheus is not installed (Debian package prometheus)")
+    server = Prometheus(tmp_path_factory.mktemp("prometheus"), binary=binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
