@@ -187,7 +187,15 @@ class AppImages:
 
     def cleanup(self) -> None:
         """Remove every tag and image this object created, by exact reference or id, plus any
-        image (dangling or intermediate) that carries this session's label."""
+        image (dangling or intermediate) that carries this session's label.
+
+        Containers inherit image labels, so a container a test left running on one of these
+        images is found by the same label and removed first (it would pin the image).
+        """
+        label = f"label={SESSION_LABEL}={self.session}"
+        stray = docker("ps", "--all", "--quiet", "--filter", label, check=None).stdout.split()
+        if stray:
+            docker("rm", "--force", *stray, check=None)
         for ref in sorted(self._created_refs):
             docker("image", "rm", ref, check=None)
         if self._created_ids:
@@ -199,7 +207,7 @@ class AppImages:
             "--quiet",
             "--no-trunc",
             "--filter",
-            f"label={SESSION_LABEL}={self.session}",
+            label,
             check=None,
         ).stdout.split()
         if leftovers:
