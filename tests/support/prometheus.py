@@ -98,7 +98,9 @@ class Prometheus:
 
         ``address`` is ``127.0.0.1:<port>`` (a published port). Returns the target's
         ``instance_name`` label (``name`` or a fresh one), to select its series in queries:
-        ``app_errors_ratio{instance_name="<name>"}``.
+        ``app_errors_ratio{instance_name="<name>"}``. Prometheus applies discovery updates
+        at most every 5 s (not configurable in 2.42), so the first sample arrives within ~6 s:
+        ``wait_scraped(name)`` waits for it.
         """
         if not address.startswith("127."):
             raise ValueError(f"tests only scrape loopback addresses, not {address}")
