@@ -230,7 +230,7 @@ def _finish(result: Any, as_json: bool) -> None:
         raise typer.Exit(int(result.exit_code))
 
 
-def run(invocation: Invocation, *, plugin_socket: str | None = None) -> int:
+def run(invocation: Invocation) -> int:
     """Run one command; the one place where errors become a message and an exit code."""
     _state.clear()
     _state["invocation"] = invocation

@@ -14,6 +14,7 @@ from typing import Any
 from compose_rollback.context import Context, author
 from compose_rollback.errors import BadInput, ExitCode, MissingImage, RollbackError
 from compose_rollback.gates.container import GateFailure, wait_healthy
+from compose_rollback.hooks import HookFailed, hook_env, notify, payload, run_hook
 from compose_rollback.interpolate import environment, settings_model
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, checksum, pinned_service, render
@@ -78,6 +79,12 @@ def up(
         revisions = ctx.store.revisions()
         current = ctx.store.current(revisions)
         number = ctx.store.next_number(revisions)
+        env = hook_env(project=project.name, revision=number,
+                       previous=current.number if current else None, status="pending")
+        code = run_hook("pre_up", settings.hooks.pre_up, cwd=project.directory, env=env,
+                        progress=ctx.progress)
+        if code != 0:
+            raise HookFailed("pre_up", settings.hooks.pre_up or "", code)
         definitions, pins, changes = _compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
             current=current,
@@ -244,6 +251,37 @@ def _transaction(
     ctx: Context, *, revision: Revision, previous: Revision | None, settings: Settings,
     overrides: Overrides, rollback: bool, plan: Sequence[Change],
 ) -> DeployResult:
+    """Apply and gate ``revision``; restore ``previous`` on failure; run hooks on the result."""
+    result = _settle(ctx, revision=revision, previous=previous, settings=settings,
+                     overrides=overrides, rollback=rollback, plan=plan)
+    _announce(ctx, settings, result, previous)
+    return result
+
+
+def _announce(ctx: Context, settings: Settings, result: DeployResult,
+              previous: Revision | None) -> None:
+    failure = result.failure
+    reason = failure.summary() if failure else ""
+    status = "deployed" if result.outcome == "deployed" else "failed"
+    env = hook_env(project=ctx.project.name, revision=result.revision,
+                   previous=previous.number if previous else None, status=result.outcome,
+                   reason=reason)
+    hooks = settings.hooks
+    names = {"deployed": ["post_up"], "rolled_back": ["on_failure", "on_rollback"]}
+    for name in names.get(result.outcome, ["on_failure"]):
+        run_hook(name, getattr(hooks, name), cwd=ctx.project.directory, env=env,
+                 progress=ctx.progress)
+    notify(hooks.webhook, payload(
+        project=ctx.project.name, revision=result.revision,
+        previous=previous.number if previous else None, outcome=result.outcome,
+        status=status, restored=result.restored, reason=reason,
+        service=failure.service if failure else ""), progress=ctx.progress)
+
+
+def _settle(
+    ctx: Context, *, revision: Revision, previous: Revision | None, settings: Settings,
+    overrides: Overrides, rollback: bool, plan: Sequence[Change],
+) -> DeployResult:
     n = revision.number
     try:
         failure = _apply_and_gate(ctx, revision, settings)
@@ -281,8 +319,18 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
     reason = failure.summary()
     ctx.journal.write("restore", revision=n, restores=p)
     ctx.progress(f"restoring revision {p}")
-    settings = _revision_settings(ctx, previous, overrides)
-    restore_failure = _apply_and_gate(ctx, previous, settings)
+    try:
+        settings = _revision_settings(ctx, previous, overrides)
+        restore_failure = _apply_and_gate(ctx, previous, settings)
+    except KeyboardInterrupt:  # a second interrupt: stop at once, say where things stand
+        ctx.store.update(n, status="interrupted", finished=now_iso(),
+                         reason=f"{reason}; interrupted again while restoring revision {p}")
+        ctx.journal.end(revision=n)
+        return DeployResult(
+            "unrestored", ExitCode.NEEDS_PERSON,
+            f"revision {n} failed: {reason}; restoring revision {p} was interrupted, so the "
+            f"project is between revisions; run `docker compose rollback revert --to {p}`",
+            revision=n, failure=failure, plan=plan)
     ok = restore_failure is None
     ctx.store.update(n, status=status, reason=reason, finished=now_iso(),
                      restored_to=p if ok else None)

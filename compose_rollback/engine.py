@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -97,7 +99,7 @@ class Engine:
                     "compose_project_name": project.name,
                     "compose_project_directory": project.directory,
                     "compose_env_files": list(project.env_files) or None,
-                    "compose_profiles": list(project.profiles) or None,
+                    "compose_profiles": list(project.profiles),
                 }
             self._clients[key] = DockerClient(
                 host=o.host, context=o.context, config=o.config, log_level=o.log_level,
@@ -177,10 +179,30 @@ class Engine:
         self._run([*self.compose_cmd(project), "pull", "--quiet", "--policy", policy, *services],
                   hint="check that the registry is reachable and the image exists")
 
-    def up(self, project: Project, *, overlay: Path, services: Sequence[str] = ()) -> None:
-        """Apply a self-contained revision file: ``compose -f <overlay> up -d --remove-orphans``."""
-        self._run([*self.compose_cmd(project, [overlay]), "up", "--detach", "--remove-orphans",
-                   "--quiet-pull", *services])
+    def up(self, project: Project, *, overlay: Path) -> None:
+        """Apply a self-contained revision file: ``compose -f <overlay> up -d --remove-orphans``.
+
+        Run in its own process group, so a Ctrl-C reaches us and not compose. On the first
+        interrupt compose is let finish (an interrupted compose leaves stops in flight in the
+        engine that would hit the revision being put back); a second one stops it at once.
+        """
+        from python_on_whales.exceptions import DockerException
+
+        args = [*self.compose_cmd(project, [overlay]), "up", "--detach", "--remove-orphans",
+                "--quiet-pull"]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate()
+        except KeyboardInterrupt:
+            try:
+                proc.communicate()
+            except KeyboardInterrupt:
+                _stop_group(proc)
+            raise
+        if proc.returncode != 0:
+            error = DockerException(args, proc.returncode, out, err)
+            raise self._translate(error) from error
 
     # -- images -----------------------------------------------------------------------------
     def inspect_images(self, refs: Sequence[str]) -> dict[str, ImageInfo]:
@@ -255,6 +277,16 @@ class Engine:
         args = [*self.docker_cmd(), "events", "--format", "{{json .}}", "--filter",
                 "type=container", "--filter", f"label=com.docker.compose.project={project_name}"]
         return EventStream(args, on_event)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the docker CLI and its compose plugin: SIGTERM, then SIGKILL if they linger."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
+            proc.wait(timeout=5)
+            return
 
 
 class BadInputFromCompose(RollbackError):

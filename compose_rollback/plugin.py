@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -115,6 +118,9 @@ def split_argv(argv: Sequence[str], *, as_plugin: bool) -> Invocation:
         else:
             inv.prog = "docker rollback"
     while i < len(words):
+        if words[i] == "--":
+            i += 1
+            break
         nxt = _take(words, i, COMPOSE_VALUE_FLAGS, COMPOSE_BOOL_FLAGS, compose)
         if nxt == i:
             break
@@ -143,6 +149,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"compose-rollback: {error}", file=sys.stderr)
         return 2
+    _cancel_on_signals(socket_name)
     from compose_rollback.cli import run
 
-    return run(invocation, plugin_socket=socket_name)
+    return run(invocation)
+
+
+def _cancel_on_signals(socket_name: str | None) -> None:
+    """SIGTERM, and EOF on the docker CLI's plugin socket, cancel like Ctrl-C does.
+
+    Off a TTY the docker CLI does not forward Ctrl-C to a plugin: it closes the socket named
+    by ``DOCKER_CLI_PLUGIN_SOCKET`` instead. Either way the deploy sees a KeyboardInterrupt
+    and puts the last good revision back.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    if not socket_name:
+        return
+    address = "\0" + socket_name[1:] if socket_name.startswith("@") else socket_name
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.connect(address)
+    except OSError:
+        return
+
+    def watch() -> None:
+        try:
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=watch, daemon=True, name="plugin socket").start()

@@ -75,7 +75,7 @@ def deploy_json(result: DeployResult) -> dict[str, Any]:
         "message": result.message, "revision": result.revision, "restored": result.restored,
         "failure": None if failure is None else {
             "service": failure.service, "container": failure.container,
-            "reason": failure.reason, "logs": failure.logs},
+            "reason": failure.summary(), "logs": failure.logs},
         "plan": [{"service": c.service, "before": c.before, "after": c.after,
                   "config_changed": c.config_changed} for c in result.plan],
         "overlay": result.overlay or None,

@@ -41,7 +41,7 @@ class GateFailure:
 
     def summary(self) -> str:
         where = f"{self.service} ({self.container})" if self.container else self.service
-        return f"{where}: {self.reason}"
+        return f"{where}: {self.reason}" if where else self.reason
 
 
 class GateEngine(Protocol):
