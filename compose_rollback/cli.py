@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -68,7 +69,7 @@ def _ctx(wait_lock: str | None = None) -> Any:
     from compose_rollback.revisions import RevisionStore
 
     return Context(project=project, store=RevisionStore(store_dir(project, os.environ)),
-                   progress=_progress, engine_factory=lambda: Engine(docker=docker),
+                   progress=_progress_view(), engine_factory=lambda: Engine(docker=docker),
                    wait_lock=_duration(wait_lock, "--wait-lock") or 0.0)
 
 
@@ -80,8 +81,48 @@ def _as_str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _progress(line: str) -> None:
-    print(f"  {line}", file=sys.stderr, flush=True)
+class LiveView:
+    """Progress on stderr: plain lines, or on a TTY a per-service block redrawn in place.
+
+    Plain when stderr is not a TTY, with ``NO_COLOR``, or ``--progress plain`` (as compose).
+    """
+
+    def __init__(self, *, live: bool) -> None:
+        self.live = live
+        self.services: dict[str, str] = {}
+        self.started = time.monotonic()
+        self.drawn = 0
+
+    def __call__(self, line: str) -> None:
+        service = getattr(line, "service", None)
+        if not self.live:
+            print(f"  {line}", file=sys.stderr, flush=True)
+            return
+        self._clear()
+        if service is None:
+            print(f"  {line}", file=sys.stderr)
+        else:
+            self.services[service] = line
+        self._draw()
+
+    def _clear(self) -> None:
+        if self.drawn:
+            sys.stderr.write(f"\x1b[{self.drawn}F\x1b[J")
+        self.drawn = 0
+
+    def _draw(self) -> None:
+        elapsed = time.monotonic() - self.started
+        for text in self.services.values():
+            sys.stderr.write(f"  \x1b[1m{text}\x1b[0m  ({elapsed:.0f}s)\n")
+        self.drawn = len(self.services)
+        sys.stderr.flush()
+
+
+def _progress_view() -> LiveView:
+    inv: Invocation = _state["invocation"]
+    plain = (inv.compose.get("progress") in ("plain", "quiet", "json")
+             or bool(os.environ.get("NO_COLOR")) or not sys.stderr.isatty())
+    return LiveView(live=not plain)
 
 
 def _emit(as_json: bool, data: Any, text: Callable[[], str]) -> None:

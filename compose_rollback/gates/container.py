@@ -202,10 +202,24 @@ def _timed_out(pending: Mapping[str, _ServiceWatch], project_probes: Sequence[Pr
     return None
 
 
-def _progress_line(service: str, watch: _ServiceWatch) -> str:
+class ServiceLine(str):
+    """A progress line about one service; a live view redraws these in place."""
+
+    service: str
+
+    def __new__(cls, service: str, text: str) -> ServiceLine:
+        line = super().__new__(cls, f"{service}: {text}")
+        line.service = service
+        return line
+
+
+def _progress_line(service: str, watch: _ServiceWatch) -> ServiceLine:
     if watch.good_since is None:
-        return f"{service}: waiting ({watch.last_wait})"
-    return f"{service}: healthy, soaking for {format_duration(watch.settings.min_healthy)}"
+        return ServiceLine(service, f"waiting ({watch.last_wait})")
+    if watch.settings.oneshot:
+        return ServiceLine(service, "completed (exit 0)")
+    return ServiceLine(service, f"healthy, soaking for "
+                       f"{format_duration(watch.settings.min_healthy)}")
 
 
 def _next_wake(pending: Mapping[str, _ServiceWatch], start: float, now: float) -> float:
