@@ -9,7 +9,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from compose_rollback import __version__
-from compose_rollback.context import Context, author
+from compose_rollback.context import Context, author, notice_interrupted
 from compose_rollback.deploy import project_settings, render_revision
 from compose_rollback.errors import BadInput, Unreachable
 from compose_rollback.lock import now_iso
@@ -22,6 +22,7 @@ MIN_COMPOSE = Version("2.24.0")
 
 # -- history ----------------------------------------------------------------------------------
 def history(ctx: Context) -> list[Revision]:
+    notice_interrupted(ctx)
     return ctx.store.revisions()
 
 
@@ -48,6 +49,7 @@ class StatusReport:
 
 def status(ctx: Context) -> StatusReport:
     """Current revision, and per service what is pinned, what runs, and any drift."""
+    notice_interrupted(ctx)
     current = ctx.store.current()
     pins: Mapping[str, Pin] = current.pins if current else {}
     containers = [c for c in ctx.engine.containers(ctx.project.name) if not c.oneoff]
@@ -90,6 +92,7 @@ class DiffReport:
 
 def diff(ctx: Context, *, a: str | None, b: str | None) -> DiffReport:
     """Image and configuration changes from revision A to B (default: previous -> current)."""
+    notice_interrupted(ctx)
     revisions = ctx.store.revisions()
     if a is not None and b is None:
         b_rev = ctx.store.current(revisions) or (revisions[-1] if revisions else None)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compose_rollback.errors import BadInput
+from compose_rollback.errors import BadInput, Locked
 from compose_rollback.lock import Journal, now_iso, project_lock
 from compose_rollback.project import Project
 from compose_rollback.revisions import RevisionStore
@@ -49,6 +49,19 @@ class Context:
                           notice=self.progress):
             recover(self)
             yield
+
+
+def notice_interrupted(ctx: Context) -> None:
+    """For read-only commands: recover a cut-off operation unless one is running right now."""
+    if not (ctx.store.root / "journal.jsonl").exists():
+        return
+    try:
+        with project_lock(ctx.store.root, command="check", notice=ctx.progress):
+            recover(ctx)
+    except Locked:
+        return  # an operation is in progress: its pending revision is legitimately pending
+    except OSError:
+        return  # a read-only store: reading still works, recovery waits for a writer
 
 
 def recover(ctx: Context) -> int | None:
