@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from packaging.version import InvalidVersion, Version
 
 from compose_rollback import __version__
 from compose_rollback.context import Context, author, notice_interrupted
 from compose_rollback.deploy import project_settings, render_revision
-from compose_rollback.errors import BadInput, Unreachable
+from compose_rollback.engine import check_compose
+from compose_rollback.errors import BadInput
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import checksum, pinned_service
 from compose_rollback.pinning import Pin, keep_alive, pin_one
 from compose_rollback.revisions import Revision
-
-MIN_COMPOSE = Version("2.24.0")
 
 
 # -- history ----------------------------------------------------------------------------------
@@ -209,18 +206,3 @@ def versions(ctx_engine: Any) -> Versions:
     compose = ctx_engine.compose_version()
     check_compose(compose)
     return Versions(__version__, compose, ctx_engine.server_version())
-
-
-def check_compose(found: str) -> None:
-    try:
-        version = Version(found.split("+")[0].split("-")[0])
-    except InvalidVersion:
-        raise Unreachable(f"cannot read the Compose version {found!r}",
-                          hint="install Compose v2.24 or newer") from None
-    if version < MIN_COMPOSE:
-        raise Unreachable(f"Compose {found} is too old: compose-rollback needs {MIN_COMPOSE} "
-                          "or newer", hint="upgrade Compose (install.sh --with-docker)")
-
-
-def short(images: Sequence[str]) -> list[str]:
-    return [i if "@" not in i else i.split("@")[0] + "@" + i.split("@")[1][:19] for i in images]

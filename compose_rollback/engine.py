@@ -165,6 +165,7 @@ class Engine:
             translated = self._translate(error)
             if isinstance(translated, Unreachable):
                 raise translated from error
+            check_compose(self.compose_version())  # an old compose lacks the flags we use
             detail = (error.stderr or "").strip().splitlines()
             raise BadInputFromCompose(detail[-1] if detail else "compose rejected the project") \
                 from error
@@ -277,6 +278,23 @@ class Engine:
         args = [*self.docker_cmd(), "events", "--format", "{{json .}}", "--filter",
                 "type=container", "--filter", f"label=com.docker.compose.project={project_name}"]
         return EventStream(args, on_event)
+
+
+MIN_COMPOSE = "2.24.0"
+
+
+def check_compose(found: str) -> None:
+    """Compose 2.24 or newer (5.x included); older or unreadable is ``Unreachable`` (exit 5)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        version = Version(found.split("+")[0].split("-")[0])
+    except InvalidVersion:
+        raise Unreachable(f"cannot read the Compose version {found!r}",
+                          hint=f"install Compose v{MIN_COMPOSE} or newer") from None
+    if version < Version(MIN_COMPOSE):
+        raise Unreachable(f"Compose {found} is too old: compose-rollback needs {MIN_COMPOSE} "
+                          "or newer", hint="upgrade Compose (install.sh --with-docker)")
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:

@@ -214,3 +214,18 @@ def test_interpolation_follows_compose(tmp_path: Path) -> None:
     assert interpolate({"a": ["$HOST"]}, env) == {"a": ["127.0.0.1"]}
     with pytest.raises(BadInput, match="NEEDED"):
         interpolate("${NEEDED:?set it}", env)
+
+
+@pytest.mark.parametrize(("found", "ok"), [("2.40.3", True), ("2.24.0", True), ("5.0.1", True),
+                                           ("2.23.3", False), ("1.29.2", False),
+                                           ("2.40.3-desktop.1", True), ("garbage", False)])
+def test_compose_version_policy(found: str, ok: bool) -> None:
+    from compose_rollback.engine import check_compose
+    from compose_rollback.errors import ExitCode, Unreachable
+
+    if ok:
+        check_compose(found)
+        return
+    with pytest.raises(Unreachable) as caught:
+        check_compose(found)
+    assert caught.value.exit_code == ExitCode.UNREACHABLE
