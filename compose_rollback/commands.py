@@ -14,6 +14,7 @@ from compose_rollback.errors import BadInput
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import checksum, pinned_service
 from compose_rollback.pinning import Pin, keep_alive, pin_one
+from compose_rollback.project import check_files
 from compose_rollback.revisions import Revision
 
 
@@ -134,6 +135,7 @@ def _walk(prefix: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
 def pin(ctx: Context, *, message: str) -> Revision:
     """Record what runs now as a revision, without deploying (adopt a running project)."""
     engine, project = ctx.engine, ctx.project
+    check_files(project)
     model = engine.config(project, interpolate=True)
     snapshot = engine.config(project, interpolate=False)
     project_settings(ctx, snapshot)
@@ -173,6 +175,7 @@ def prune(ctx: Context, *, keep: int | None) -> list[int]:
     """Drop old revisions beyond ``keep`` (never the current or the last good one)."""
     with ctx.locked("prune"):
         if keep is None:
+            check_files(ctx.project)
             keep = project_settings(ctx, ctx.engine.config(ctx.project, interpolate=False)).keep
         if keep < 1:
             raise BadInput("--keep must be at least 1")

@@ -6,6 +6,7 @@ import getpass
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ def recover(ctx: Context) -> int | None:
         return None
     number = records[0].get("revision")
     last = records[-1].get("step", "begin")
+    for record in records:
+        if isinstance(record.get("compose_pid"), int):
+            _wait_for_compose(ctx, record["compose_pid"])
     if isinstance(number, int):
         revisions = ctx.store.revisions()
         if any(r.number == number and r.status == "pending" for r in revisions):
@@ -80,6 +84,20 @@ def recover(ctx: Context) -> int | None:
                          "marked interrupted")
     ctx.journal.end(recovered=number)
     return number if isinstance(number, int) else None
+
+
+def _wait_for_compose(ctx: Context, pid: int, *, limit: float = 120.0) -> None:
+    """A killed operation may leave its ``docker compose up`` running: let it finish first."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"compose" not in cmdline:
+        return  # the pid was reused by something else
+    ctx.progress(f"waiting for the docker compose (pid {pid}) of the cut-off operation")
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.2)
 
 
 def store_dir(project: Project, environ: Mapping[str, str]) -> Path:

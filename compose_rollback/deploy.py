@@ -19,6 +19,7 @@ from compose_rollback.interpolate import environment, settings_model
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, checksum, pinned_service, render
 from compose_rollback.pinning import Pin, keep_alive, pin_services, prepare_images
+from compose_rollback.project import check_files
 from compose_rollback.revisions import Revision
 from compose_rollback.settings import Settings, load_settings
 
@@ -62,6 +63,7 @@ def up(
 ) -> DeployResult:
     """Pin, record and deploy the project as its compose files describe it now."""
     engine, project = ctx.engine, ctx.project
+    check_files(project)
     model = engine.config(project, interpolate=True)
     snapshot = engine.config(project, interpolate=False)
     settings = overrides.apply(project_settings(ctx, snapshot))
@@ -237,7 +239,9 @@ def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings) -> Gat
     ctx.journal.write("apply", revision=revision.number)
     ctx.progress(f"applying revision {revision.number}")
     try:
-        engine.up(ctx.project, overlay=ctx.store.root / revision.file)
+        engine.up(ctx.project, overlay=ctx.store.root / revision.file,
+                  started=lambda pid: ctx.journal.write("compose", revision=revision.number,
+                                                        compose_pid=pid))
     except RollbackError as error:
         return GateFailure("", "", f"docker compose up failed: {error.one_line()}")
     ctx.journal.write("gate", revision=revision.number)

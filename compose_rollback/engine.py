@@ -180,7 +180,8 @@ class Engine:
         self._run([*self.compose_cmd(project), "pull", "--quiet", "--policy", policy, *services],
                   hint="check that the registry is reachable and the image exists")
 
-    def up(self, project: Project, *, overlay: Path) -> None:
+    def up(self, project: Project, *, overlay: Path,
+           started: Callable[[int], None] | None = None) -> None:
         """Apply a self-contained revision file: ``compose -f <overlay> up -d --remove-orphans``.
 
         Run in its own process group, so a Ctrl-C reaches us and not compose. On the first
@@ -193,6 +194,8 @@ class Engine:
                 "--quiet-pull"]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
+        if started is not None:
+            started(proc.pid)
         try:
             out, err = proc.communicate()
         except KeyboardInterrupt:

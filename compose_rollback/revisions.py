@@ -170,7 +170,11 @@ class RevisionStore:
         return self.root / "revisions" / f"{number:04d}.yaml"
 
     def next_number(self, revisions: list[Revision]) -> int:
-        return (revisions[-1].number + 1) if revisions else 1
+        """After every recorded revision and every file on disk: a file left by a crash
+        between writing an overlay and recording it is never overwritten."""
+        on_disk = [int(p.stem) for p in (self.root / "revisions").glob("*.yaml")
+                   if p.stem.isdigit()]
+        return max([0, *(r.number for r in revisions), *on_disk]) + 1
 
     # -- writing ----------------------------------------------------------------------------
     def ensure(self) -> None:
