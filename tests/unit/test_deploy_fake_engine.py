@@ -32,7 +32,9 @@ def _model(**env: str) -> dict[str, Any]:
 @pytest.fixture
 def ctx(tmp_path: Path) -> tuple[Context, FakeEngine]:
     engine = FakeEngine(model=_model(), images={"reg/app:latest": GOOD, "worker:dev": LOCAL})
-    project = Project(name="shop", directory=tmp_path, files=(tmp_path / "compose.yaml",))
+    compose_file = tmp_path / "compose.yaml"
+    compose_file.write_text("services: {}\n")  # the fake engine supplies the model itself
+    project = Project(name="shop", directory=tmp_path, files=(compose_file,))
     context = Context(project=project, store=RevisionStore(tmp_path / ".rollback" / "shop"),
                       progress=lambda line: None,
                       engine_factory=lambda: engine)  # type: ignore[arg-type,return-value]

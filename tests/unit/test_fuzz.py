@@ -1,0 +1,348 @@
+"""Issue 5: property tests for the readers and writers that face hand-edited or torn files,
+and for the plugin's global-flag splitter.
+
+Extends ``test_store.py`` (overlay round trip, ``parse`` on short text) and
+``test_plugin_argv.py`` (compose globals from a small alphabet) without repeating them:
+
+- the history reader on arbitrary bytes, on JSON of any shape, on mutated and on truncated
+  histories: it loads or raises ``CorruptRevision``, nothing else;
+- the history writer and reader: any revision list survives ``save`` + ``revisions()`` and
+  ``to_json``/``from_json`` (through real JSON text), and no strict prefix of a written history
+  reads as valid;
+- the overlay reader on YAML-shaped text, deep nesting and tags: only ``OverlayError``;
+- the journal reader on arbitrary bytes: a list of records, never an exception;
+- ``split_argv`` on arbitrary argv lists (only ``UsageError``), and on argv built from every
+  kind of docker and compose global with arbitrary values: the globals are found and the words
+  after ``rollback`` come back exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from compose_rollback.errors import CorruptRevision
+from compose_rollback.lock import Journal
+from compose_rollback.overlay import OverlayError, parse
+from compose_rollback.pinning import Pin
+from compose_rollback.plugin import (
+    COMPOSE_BOOL_FLAGS,
+    COMPOSE_VALUE_FLAGS,
+    DOCKER_BOOL_FLAGS,
+    DOCKER_VALUE_FLAGS,
+    UsageError,
+    split_argv,
+)
+from compose_rollback.revisions import STATUSES, Revision, RevisionStore
+
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+# -- strategies -------------------------------------------------------------------------------
+
+_json_scalar = st.one_of(st.none(), st.booleans(), st.integers(),
+                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
+_json = st.recursive(_json_scalar, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=20)
+
+_hexid = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64).map(
+    lambda h: f"sha256:{h}")
+_opt_int = st.one_of(st.none(), st.integers(min_value=-(2**40), max_value=2**40))
+
+
+@st.composite
+def _pin(draw: st.DrawFn, service: str) -> Pin:
+    image_id = draw(_hexid)
+    local = draw(st.booleans())
+    ref = draw(st.text(max_size=30))
+    image = image_id if local else f"{ref}@{draw(_hexid)}"
+    return Pin(service, ref, image, image_id, local=local, retention=draw(st.text(max_size=40)))
+
+
+@st.composite
+def _revision(draw: st.DrawFn, number: int | None = None) -> Revision:
+    names = draw(st.lists(st.text(min_size=1, max_size=10), max_size=4, unique=True))
+    pins = {name: draw(_pin(name)) for name in names}
+    text = st.text(max_size=40)
+    return Revision(
+        number=draw(st.integers(min_value=0, max_value=10**9)) if number is None else number,
+        status=draw(st.sampled_from(STATUSES)), kind=draw(st.sampled_from(["up", "revert",
+                                                                             "pin"])),
+        created=draw(text), file=draw(text), sha256=draw(text), pins=pins,
+        message=draw(text), user=draw(text), host=draw(text), git=draw(text),
+        restores=draw(_opt_int), reason=draw(text), finished=draw(text),
+        restored_to=draw(_opt_int),
+        services=tuple(draw(st.lists(st.text(max_size=10), max_size=4))),
+    )
+
+
+@st.composite
+def _history(draw: st.DrawFn) -> list[Revision]:
+    numbers = sorted(draw(st.sets(st.integers(min_value=1, max_value=10**6), max_size=5)))
+    return [draw(_revision(n)) for n in numbers]
+
+
+def _history_bytes(revisions: list[Revision]) -> bytes:
+    data = {"format": 1, "revisions": [r.to_json() for r in revisions]}
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _read(tmp_path: Path, data: bytes) -> list[Revision] | None:
+    """Read ``data`` as history.json: the revisions, or None for ``CorruptRevision``.
+
+    Anything else (UnicodeDecodeError, RecursionError, OverflowError, ...) propagates and
+    fails the test: a user must get one line naming the file, not a traceback.
+    """
+    store = RevisionStore(tmp_path / "store")
+    store.root.mkdir(exist_ok=True)
+    store.history_path.write_bytes(data)
+    try:
+        return store.revisions()
+    except CorruptRevision as error:
+        assert "history.json" in error.one_line()
+        return None
+
+
+# -- the history reader -----------------------------------------------------------------------
+
+
+@FUZZ
+@given(data=st.binary(max_size=300))
+@example(data=b"\xff\xfe{}")  # not UTF-8
+@example(data=b"\x00" * 64)  # a file extended with zeros by a crash
+@example(data=b"[" * 50_000)  # nesting deeper than the JSON decoder's recursion
+@example(data=b'{"format": 1, "revisions": [{"number": Infinity}]}')
+@example(data=b"")
+def test_history_reader_on_arbitrary_bytes(tmp_path: Path, data: bytes) -> None:
+    _read(tmp_path, data)
+
+
+@FUZZ
+@given(value=_json)
+def test_history_reader_on_json_of_any_shape(tmp_path: Path, value: Any) -> None:
+    for document in (value, {"format": 1, "revisions": value},
+                     {"format": 1, "revisions": [value]}):
+        _read(tmp_path, json.dumps(document).encode())
+
+
+_FIELDS = ["number", "status", "kind", "created", "finished", "message", "user", "host", "git",
+           "file", "sha256", "restores", "reason", "restored_to", "services", "pins"]
+
+
+@FUZZ
+@given(revisions=_history().filter(bool), index=st.integers(min_value=0),
+       field_name=st.sampled_from(_FIELDS), replacement=st.one_of(st.none(), _json),
+       delete=st.booleans())
+@example(revisions=[Revision(1, "deployed", "up", "t", "f", "s", {})], index=0,
+         field_name="number", replacement=float("inf"), delete=False)
+@example(revisions=[Revision(1, "deployed", "up", "t", "f", "s", {})], index=0,
+         field_name="restores", replacement=-float("inf"), delete=False)
+@example(revisions=[Revision(1, "deployed", "up", "t", "f", "s", {})], index=0,
+         field_name="pins", replacement={"web": {"ref": 1}}, delete=False)
+def test_history_reader_on_one_edited_field(
+    tmp_path: Path, revisions: list[Revision], index: int, field_name: str,
+    replacement: Any, delete: bool,
+) -> None:
+    """A hand edit of one field of one revision: loads, or is reported as corrupt."""
+    data = json.loads(_history_bytes(revisions))
+    entry = data["revisions"][index % len(revisions)]
+    if delete:
+        entry.pop(field_name, None)
+    else:
+        entry[field_name] = replacement
+    _read(tmp_path, json.dumps(data).encode())
+
+
+@FUZZ
+@given(revisions=_history(), position=st.integers(min_value=0), byte=st.integers(0, 255))
+def test_history_reader_on_a_flipped_byte(tmp_path: Path, revisions: list[Revision],
+                                          position: int, byte: int) -> None:
+    data = bytearray(_history_bytes(revisions))
+    data[position % len(data)] = byte
+    _read(tmp_path, bytes(data))
+
+
+@FUZZ
+@given(revisions=_history(), cut=st.integers(min_value=0))
+def test_no_strict_prefix_of_a_history_reads_as_valid(
+    tmp_path: Path, revisions: list[Revision], cut: int
+) -> None:
+    """A half-written history can never be read as valid (the writer's atomicity aside)."""
+    data = _history_bytes(revisions)
+    complete = len(data.rstrip())
+    cut %= complete
+    assert _read(tmp_path, data[:cut]) is None
+
+
+# -- the history writer and reader together ----------------------------------------------------
+
+
+@FUZZ
+@given(revision=_revision())
+def test_revision_json_round_trip(revision: Revision) -> None:
+    through_text = json.loads(json.dumps(revision.to_json()))
+    assert Revision.from_json(through_text) == revision
+    assert Revision.from_json(revision.to_json()).to_json() == revision.to_json()
+
+
+@FUZZ
+@given(revisions=_history())
+def test_history_save_then_read_round_trips(tmp_path: Path, revisions: list[Revision]) -> None:
+    store = RevisionStore(tmp_path / "store")
+    store.save(revisions)
+    assert store.revisions() == revisions
+    assert store.history_path.read_bytes() == _history_bytes(revisions)  # deterministic bytes
+    assert not [p for p in store.root.iterdir() if p.name != "history.json"]  # no temp files
+
+
+# -- the overlay reader -----------------------------------------------------------------------
+
+_yamlish = st.text(alphabet=st.sampled_from(
+    list("abc019 :-[]{}&*!|>'\"#\n,?%@`<=~.") + ["\t", "  ", "\n  ", "\n    ", "!override",
+                                               "!reset", "!!binary", "!!python/name:os.system",
+                                               "<<: ", "services:", "image: ", "&a ", "*a",
+                                               "--- ", "...", "!!set ", "!!timestamp ",
+                                               "!!omap ", "? "]), max_size=120)
+
+
+def _expect_overlay_error_only(text: str) -> None:
+    try:
+        data = parse(text)
+    except OverlayError:
+        return
+    assert isinstance(data, dict) and isinstance(data["services"], dict)
+    for service in data["services"].values():
+        assert isinstance(service["image"], str)
+
+
+@FUZZ
+@given(text=_yamlish)
+@example(text="[" * 5000)
+@example(text="a: " + "{b: " * 3000 + "1" + "}" * 3000)
+@example(text="services: !override {app: !reset {image: x}}")
+@example(text="services:\n  app: {image: !!binary aGVsbG8=}\n")
+@example(text="services:\n  ? [a, b]\n  : {image: x}\n")
+@example(text="services:\n  app: {image: !!timestamp not-a-time}\n")
+@example(text="services: &s {app: {image: x, more: *s}}\n")
+@example(text="services:\n  app:\n    <<: {image: x}\n    <<: {image: y}\n")
+@example(text="%YAML 9.9\n--- {services: {}}\n")
+def test_overlay_parse_on_yaml_shaped_text(text: str) -> None:
+    _expect_overlay_error_only(text)
+
+
+@FUZZ
+@given(value=_json)
+def test_overlay_parse_on_any_document(value: Any) -> None:
+    """Any JSON (which is YAML) as an overlay, or as its services, or as one service."""
+    for document in (value, {"services": value}, {"services": {"app": value}}):
+        _expect_overlay_error_only(json.dumps(document))
+
+
+# -- the journal reader -----------------------------------------------------------------------
+
+
+@FUZZ
+@given(data=st.binary(max_size=300), lines=st.lists(_json, max_size=4))
+@example(data=b"\xff\xfe\n", lines=[])  # not UTF-8
+@example(data=b"", lines=[1, "end", None, [{"step": "end"}]])  # JSON lines that are no records
+def test_journal_reader_never_raises(tmp_path: Path, data: bytes, lines: list[Any]) -> None:
+    """``recover()`` reads the journal before every locked command: garbage must not stop it."""
+    journal = Journal(tmp_path)
+    text = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    journal.path.write_bytes(data + text)
+    records = journal.unfinished()
+    assert isinstance(records, list)
+    assert all(isinstance(r, dict) for r in records)
+
+
+# -- the plugin's argv splitter ---------------------------------------------------------------
+
+_word = st.one_of(
+    st.sampled_from(["compose", "rollback", "up", "-f", "--file", "-p", "-H", "--host", "=",
+                     "--", "-", "--dry-run", "-v", "-fx", "--file=", "--tls", "-D"]),
+    st.text(max_size=12))
+
+
+@FUZZ
+@given(argv=st.lists(_word, max_size=10), as_plugin=st.booleans())
+def test_split_argv_only_returns_or_raises_usage_error(argv: list[str], as_plugin: bool) -> None:
+    try:
+        inv = split_argv(argv, as_plugin=as_plugin)
+    except UsageError:
+        return
+    assert inv.args == argv[len(argv) - len(inv.args):]  # always a suffix, never rewritten
+    assert inv.prog in ("compose-rollback", "docker compose rollback", "docker rollback")
+
+
+@st.composite
+def _globals(draw: st.DrawFn, values: dict[str, str], bools: dict[str, str],
+             ) -> tuple[list[str], dict[str, Any]]:
+    """Arbitrary global flags in every spelling, and what the splitter must make of them."""
+    argv: list[str] = []
+    expect: dict[str, Any] = {}
+    lists = {"files", "env_files", "profiles"}
+    for _ in range(draw(st.integers(min_value=0, max_value=5))):
+        if draw(st.booleans()):
+            flag = draw(st.sampled_from(sorted(values)))
+            value = draw(st.text(max_size=10))
+            long = flag.startswith("--")
+            spelling = draw(st.sampled_from(["separate", "attached"]))
+            if spelling == "attached" and long:
+                argv.append(f"{flag}={value}")
+            elif spelling == "attached" and value and not value.startswith("="):
+                argv.append(f"{flag}{value}")
+            else:
+                argv += [flag, value]
+            key = values[flag]
+            if key in lists:
+                expect.setdefault(key, []).append(value)
+            elif key:
+                expect[key] = value
+        else:
+            flag = draw(st.sampled_from(sorted(bools)))
+            argv.append(flag)
+            if bools[flag]:
+                expect[bools[flag]] = True
+    return argv, expect
+
+
+@FUZZ
+@given(docker=_globals(DOCKER_VALUE_FLAGS, DOCKER_BOOL_FLAGS),
+       compose=_globals(COMPOSE_VALUE_FLAGS, COMPOSE_BOOL_FLAGS),
+       rest=st.lists(_word, max_size=8), through=st.sampled_from(["shim", "plugin", "alone"]))
+@example(docker=([], {}), compose=(["-p", "rollback"], {"project_name": "rollback"}),
+         rest=["rollback", "-f", "x"], through="shim")
+@example(docker=(["--context", "compose"], {"context": "compose"}), compose=([], {}),
+         rest=["compose", "rollback"], through="shim")
+def test_split_argv_finds_every_global_and_keeps_the_rest_exactly(
+    docker: tuple[list[str], dict[str, Any]], compose: tuple[list[str], dict[str, Any]],
+    rest: list[str], through: str,
+) -> None:
+    docker_argv, docker_expect = docker
+    compose_argv, compose_expect = compose
+    if through == "shim":
+        argv = [*docker_argv, "compose", *compose_argv, "rollback", *rest]
+    elif through == "plugin":
+        argv, compose_expect = [*docker_argv, "rollback", *rest], {}
+    else:
+        # Standalone: the command must be a word that is not a flag for the split to end.
+        rest = ["history", *rest]
+        argv, docker_expect = [*compose_argv, *rest], {}
+    inv = split_argv(argv, as_plugin=through != "alone")
+    assert inv.args == rest
+    assert inv.docker == docker_expect
+    assert inv.compose == compose_expect
+
+
+@pytest.mark.parametrize("argv", [["compose", "-p"], ["--host"], ["compose", "--file"],
+                                  ["-c"], ["compose", "--profile"]])
+def test_split_argv_flag_without_value_is_a_usage_error(argv: list[str]) -> None:
+    with pytest.raises(UsageError):
+        split_argv(argv, as_plugin=True)
