@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support.compose_project import ComposeProject
 from support.helpers import docker, unique_name, wait_for
 from support.registry import Registry
@@ -164,9 +165,13 @@ def test_moving_tag_broken_release_is_detected_and_good_digest_runs_again(
     ref = registry.ref(repo, "latest")
     write_compose(project, services(app=service(ref, pull_policy=None)))
 
-    first = up(project)
+    first = up(project, "-m", "release one")
     assert first["outcome"] == "deployed" and first["revision"] == 1, first
-    assert f"image: {ref}@{good_digest}" in overlay(project, 1).read_text()
+    text = overlay(project, 1).read_text()
+    assert f"image: {ref}@{good_digest}" in text
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert any("revision 1" in line for line in header), header
+    assert any("release one" in line for line in header), header
     assert running_image(project, "app") == images.id("healthy")
 
     bad = images.push("unhealthy", repo, "latest")  # the tag moves to a broken release
@@ -186,7 +191,45 @@ def test_moving_tag_broken_release_is_detected_and_good_digest_runs_again(
     assert revs[2]["restored_to"] == 1
     assert revs[1]["pins"]["app"]["ref"] == ref
     assert revs[1]["pins"]["app"]["image"] == f"{ref}@{good_digest}"
+    assert revs[1]["message"] == "release one"
+    _, report = cli_json(project, "status")
+    assert report["current"] == 1 and report["drift"] is False, report
     assert (project.state_dir / "current.yaml").read_text() == overlay(project, 1).read_text()
+
+
+# -- pins: digest references stay, services not named keep their pins -------------------------
+
+
+@pytest.mark.docker
+def test_digest_refs_stay_and_services_not_named_keep_their_pins(
+    project: ComposeProject, images: AppImages, registry: Registry
+) -> None:
+    repo = registry.new_repo()
+    by_digest = images.push("healthy", repo, "v1")  # <host>/<repo>@sha256:...
+    web_ref, web_v1 = fresh_image(images, project, "web-v1")
+    write_compose(
+        project,
+        services(api=service(by_digest, pull_policy=None), web=service(web_ref)),
+    )
+    up(project)
+    pins = history(project)[0]["pins"]
+    assert pins["api"]["image"] == by_digest  # already immutable: kept as it is
+    assert pins["web"]["image"] == web_v1 and pins["web"]["local"] is True
+
+    web2_ref, _ = fresh_image(images, project, "web-v2")
+    api2_ref, api_v2 = fresh_image(images, project, "api-v2")
+    write_compose(
+        project,
+        services(api=service(api2_ref), web=service(web2_ref)),
+    )
+    web_container = project.container("web")["Id"]
+    up(project, "api")  # only api is deployed; web keeps revision 1's pin
+    pins = {r["number"]: r["pins"] for r in history(project)}[2]
+    assert pins["api"]["id"] == api_v2
+    assert pins["web"]["image"] == web_v1
+    assert running_image(project, "api") == api_v2
+    assert running_image(project, "web") == web_v1
+    assert project.container("web")["Id"] == web_container
 
 
 # -- 2, 3. a crash at start and a configuration-only breakage ----------------------------------
