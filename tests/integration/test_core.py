@@ -612,6 +612,25 @@ def test_up_with_images_missing_everywhere_exits_2_naming_every_one(
     assert _snapshot(project) == before
 
 
+@pytest.mark.docker
+@pytest.mark.parametrize("mistake", ["unknown service", "missing image"])
+def test_bad_input_on_a_fresh_project_leaves_no_file_behind(
+    project: ComposeProject, images: AppImages, registry: Registry, mistake: str
+) -> None:
+    if mistake == "unknown service":
+        write_compose(project, services(app=service(images.local("healthy"))))
+        args: tuple[str, ...] = ("nosuchservice",)
+    else:
+        ghost = f"{registry.host}/{registry.new_repo('crt-missing')}:nope"
+        write_compose(project, services(app=service(ghost)))
+        args = ("--pull", "never")
+    before = sorted(p.relative_to(project.dir) for p in project.dir.rglob("*"))
+    cli(project, "up", *args, *FAST, check=2)
+    after = sorted(p.relative_to(project.dir) for p in project.dir.rglob("*"))
+    assert after == before  # exit 2 means nothing changed: not even a stray lock file
+    assert project.containers() == []
+
+
 # -- 11, 12. no good revision to go back to; --no-rollback ------------------------------------
 
 
