@@ -106,15 +106,17 @@ class Journal:
     def unfinished(self) -> list[dict[str, Any]]:
         """The records of an operation that began and never ended (empty if none)."""
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
+            lines = self.path.read_bytes().decode("utf-8", "replace").splitlines()
+        except OSError:
             return []
         records: list[dict[str, Any]] = []
         for line in lines:
             try:
-                records.append(json.loads(line))
-            except ValueError:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
                 continue  # a torn last line from a crash mid-write
+            if isinstance(record, dict):
+                records.append(record)
         if not records or records[-1].get("step") == "end":
             return []
         starts = [i for i, r in enumerate(records) if r.get("step") == "begin"]

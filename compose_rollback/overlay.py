@@ -130,7 +130,8 @@ def load_yaml(text: str) -> Any:
     yaml.Constructor = _OverlayConstructor
     try:
         return yaml.load(text)
-    except YAMLError as error:
+    except (YAMLError, ValueError, TypeError, AttributeError, RecursionError,
+            OverflowError) as error:  # bad !!binary, !!timestamp, … surface as these
         raise OverlayError(" ".join(str(error).split())[:200]) from error
 
 

@@ -117,15 +117,16 @@ class RevisionStore:
             text = self.history_path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return []
-        except OSError as error:
-            raise CorruptRevision(str(self.history_path), error.strerror or str(error)) from error
+        except (OSError, UnicodeDecodeError) as error:
+            raise CorruptRevision(str(self.history_path), str(error)) from error
         try:
             data = json.loads(text)
-            if data.get("format") != FORMAT:
-                raise ValueError(f"unsupported format {data.get('format')!r}")
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError("not a compose-rollback history (format 1)")
             revisions = [Revision.from_json(r) for r in data["revisions"]]
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            raise CorruptRevision(str(self.history_path), str(error)) from error
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
+                RecursionError) as error:
+            raise CorruptRevision(str(self.history_path), str(error)[:200]) from error
         numbers = [r.number for r in revisions]
         if numbers != sorted(set(numbers)):
             raise CorruptRevision(str(self.history_path), "revision numbers out of order")

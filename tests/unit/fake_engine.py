@@ -66,7 +66,8 @@ class FakeEngine:
             self.tags.pop(ref, None)
             self.images.pop(ref, None)
 
-    def up(self, project: Project, *, overlay: Path) -> None:
+    def up(self, project: Project, *, overlay: Path,
+           started: Callable[[int], None] | None = None) -> None:
         self.applied.append(overlay.name)
         services = parse(overlay.read_text())["services"]
         self.running = {}
