@@ -177,8 +177,18 @@ class Engine:
                   hint="fix the build and try again")
 
     def pull(self, project: Project, services: Sequence[str], *, policy: str) -> None:
-        self._run([*self.compose_cmd(project), "pull", "--quiet", "--policy", policy, *services],
-                  hint="check that the registry is reachable and the image exists")
+        """Pull; a registry that cannot be reached is ``Unreachable``, a missing image
+        ``DockerFailed``. Docker reports both only as text, so the text is what tells them
+        apart."""
+        try:
+            self._run([*self.compose_cmd(project), "pull", "--quiet", "--policy", policy,
+                       *services])
+        except DockerFailed as error:
+            if any(sign in error.stderr for sign in _UNREACHABLE_SIGNS):
+                raise Unreachable(f"the registry cannot be reached: {error.detail}",
+                                  hint="start it or check the network, then try again; "
+                                  "nothing was changed") from error
+            raise
 
     def up(self, project: Project, *, overlay: Path,
            started: Callable[[int], None] | None = None) -> None:
@@ -284,6 +294,8 @@ class Engine:
 
 
 MIN_COMPOSE = "2.24.0"
+_UNREACHABLE_SIGNS = ("connection refused", "no such host", "i/o timeout", "dial tcp",
+                      "network is unreachable", "TLS handshake timeout")
 
 
 def check_compose(found: str) -> None:

@@ -101,6 +101,7 @@ class DockerFailed(RollbackError):
         last = [line for line in stderr.strip().splitlines() if line.strip()]
         detail = last[-1] if last else "no error output"
         super().__init__(f"`{' '.join(command)}` failed: {detail}", hint=hint)
+        self.detail = detail
         self.command = list(command)
         self.stderr = stderr
 

@@ -11,6 +11,7 @@ tell that an operation was cut off and which revision it left behind.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -54,7 +55,12 @@ def _read_holder(path: Path) -> Holder | None:
 def project_lock(
     root: Path, *, command: str, wait: float = 0.0, notice: Any = None
 ) -> Iterator[Holder]:
-    """Hold the project lock; raise ``Locked`` naming the holder if it is taken."""
+    """Hold the project lock; raise ``Locked`` naming the holder if it is taken.
+
+    A store directory this call had to create is removed again if nothing else was written
+    into it, so a command that fails on bad input leaves no file behind.
+    """
+    created = [p for p in (root, *root.parents) if not p.exists()]
     root.mkdir(parents=True, exist_ok=True)
     path = root / "lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -80,6 +86,11 @@ def project_lock(
             yield me
         finally:
             os.ftruncate(fd, 0)
+            if created and {e.name for e in root.iterdir()} == {"lock"}:
+                path.unlink()
+                for directory in created:
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

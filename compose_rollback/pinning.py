@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from compose_rollback.engine import ImageInfo, repository
-from compose_rollback.errors import UnpinnableImages
+from compose_rollback.errors import DockerFailed, UnpinnableImages
 from compose_rollback.project import Project
 
 RETENTION_PREFIX = "rollback-"
@@ -85,21 +85,44 @@ def prepare_images(
     buildable = [s for s in services if defs[s].get("build")]
     if build and buildable:
         engine.build(project, buildable)
+    problems: dict[str, str] = {}
     if pull in ("always", "missing"):
-        pullable = [s for s in services if not defs[s].get("build")]
-        if pullable:
-            engine.pull(project, pullable, policy=pull)
+        problems.update(_pull(engine, project, [s for s in services if not defs[s].get("build")],
+                              policy=pull))
     found = engine.inspect_images(list(refs.values()))
-    missing = [s for s in services if refs[s] not in found]
+    missing = [s for s in services if refs[s] not in found and s not in problems]
     to_build = [s for s in missing if defs[s].get("build")]
     to_pull = [s for s in missing if not defs[s].get("build") and pull != "never"]
     if to_build:
         engine.build(project, to_build)
-    if to_pull:
-        engine.pull(project, to_pull, policy="missing")
+    problems.update(_pull(engine, project, to_pull, policy="missing"))
     if to_build or to_pull:
         found.update(engine.inspect_images([refs[s] for s in to_build + to_pull]))
-    return {s: found[refs[s]] for s in services if refs[s] in found}
+    images = {s: found[refs[s]] for s in services if refs[s] in found}
+    if problems:  # report every image that cannot be had, with what pinning finds too
+        raise UnpinnableImages({**{s: f"image {refs[s]} is not available locally"
+                                   for s in services if s not in images}, **problems})
+    return images
+
+
+def _pull(engine: ImageEngine, project: Project, services: Sequence[str], *,
+          policy: str) -> dict[str, str]:
+    """Pull; the services whose image could not be pulled, with the registry's answer."""
+    if not services:
+        return {}
+    try:
+        engine.pull(project, services, policy=policy)
+        return {}
+    except DockerFailed as error:
+        if len(services) == 1:
+            return {services[0]: f"cannot be pulled: {error.detail}"}
+    problems = {}
+    for service in services:  # one call failed: find every image that cannot be pulled
+        try:
+            engine.pull(project, [service], policy=policy)
+        except DockerFailed as error:
+            problems[service] = f"cannot be pulled: {error.detail}"
+    return problems
 
 
 def pin_services(
