@@ -8,7 +8,7 @@ from typing import Any
 
 from compose_rollback import __version__
 from compose_rollback.context import Context, author, notice_interrupted
-from compose_rollback.deploy import project_settings, render_revision
+from compose_rollback.deploy import project_settings, read_models, render_revision
 from compose_rollback.engine import check_compose
 from compose_rollback.errors import BadInput
 from compose_rollback.lock import now_iso
@@ -136,8 +136,7 @@ def pin(ctx: Context, *, message: str) -> Revision:
     """Record what runs now as a revision, without deploying (adopt a running project)."""
     engine, project = ctx.engine, ctx.project
     check_files(project)
-    model = engine.config(project, interpolate=True)
-    snapshot = engine.config(project, interpolate=False)
+    model, snapshot = read_models(ctx)
     project_settings(ctx, snapshot)
     running = {c.service: c for c in engine.containers(project.name)
                if not c.oneoff and c.status == "running"}

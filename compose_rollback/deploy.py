@@ -8,6 +8,7 @@ result says which of the outcomes of the behaviour contract happened.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,10 +63,9 @@ def up(
     overrides: Overrides, rollback: bool, dry_run: bool,
 ) -> DeployResult:
     """Pin, record and deploy the project as its compose files describe it now."""
-    engine, project = ctx.engine, ctx.project
+    project = ctx.project
     check_files(project)
-    model = engine.config(project, interpolate=True)
-    snapshot = engine.config(project, interpolate=False)
+    model, snapshot = read_models(ctx)
     settings = overrides.apply(project_settings(ctx, snapshot))
     everything = sorted(model.get("services") or {})
     unknown = sorted(set(services) - set(everything))
@@ -93,7 +93,7 @@ def up(
         )
         ctx.journal.begin("up", revision=number)
         text = render_revision(ctx, number=number, message=message, restores=None,
-                       definitions=definitions, top_level=snapshot)
+                               definitions=definitions, top_level=snapshot)
         revision = _record(ctx, number=number, kind="up", text=text, pins=pins,
                            message=message, restores=None, gated=services or everything)
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
@@ -115,15 +115,16 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
                                hint="see `docker compose rollback history`, then --to REV")
             target = earlier[-1]
         data = ctx.store.overlay_data(target)
+        settings = _revision_settings(ctx, target, overrides)
         _check_images_present(ctx, target.pins)
         number = ctx.store.next_number(revisions)
+        message = message or f"revert to revision {target.number}"
         ctx.journal.begin("revert", revision=number, restores=target.number)
-        text = render_revision(ctx, number=number, message=message or f"revert to {target.number}",
-                       restores=target.number, definitions=data["services"], top_level=data)
+        text = render_revision(ctx, number=number, message=message, restores=target.number,
+                               definitions=data["services"], top_level=data)
         revision = _record(ctx, number=number, kind="revert", text=text, pins=target.pins,
-                           message=message or f"revert to revision {target.number}",
-                           restores=target.number, gated=sorted(data["services"]))
-        settings = _revision_settings(ctx, target, overrides)
+                           message=message, restores=target.number,
+                           gated=sorted(data["services"]))
         plan = _changes(current.pins if current else {}, target.pins,
                         ctx.store.overlay_data(current)["services"] if current else {},
                         data["services"])
@@ -179,7 +180,7 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
                                                 services=services, build=build, pull=pull,
                                                 current=current)
     text = render_revision(ctx, number=number, message=message, restores=None,
-                   definitions=definitions, top_level=snapshot)
+                           definitions=definitions, top_level=snapshot)
     return DeployResult("dry_run", ExitCode.OK, f"dry run: revision {number} not recorded",
                         revision=number, plan=changes, overlay=text)
 
@@ -220,6 +221,15 @@ def _check_images_present(ctx: Context, pins: Mapping[str, Pin]) -> None:
             fix = (f"rebuild it (docker compose build {pin.service}) — note a rebuild makes a "
                    "new image id" if pin.local else f"docker pull {pin.image}")
             raise MissingImage(f"{pin.image} (service {pin.service})", fix=fix)
+
+
+def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The interpolated model (images; in memory only) and the snapshot (what revisions keep),
+    read by two ``compose config`` calls side by side."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        model = pool.submit(ctx.engine.config, ctx.project, interpolate=True)
+        snapshot = pool.submit(ctx.engine.config, ctx.project, interpolate=False)
+        return model.result(), snapshot.result()
 
 
 def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:
