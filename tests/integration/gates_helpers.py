@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,7 +25,8 @@ from typing import Any
 import pytest
 
 from support.compose_project import REPO_ROOT, ComposeProject
-from support.helpers import clean_env, describe, docker
+from support.helpers import clean_env, describe, docker, free_port
+from support.prometheus import Prometheus
 
 #: Project defaults of every test: a short soak, a bounded wait.
 DEFAULTS = "timeout: 60s\nmin_healthy: 1s\n"
@@ -252,3 +255,49 @@ def popen_cli(project: ComposeProject, *args: str) -> subprocess.Popen[str]:
         cwd=project.dir, env=clean_env({"PYTHONPATH": python_path}),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
     )
+
+
+# -- the shipped example (examples/gates) ------------------------------------------------------
+
+GATES_EXAMPLE = REPO_ROOT / "examples" / "gates"
+
+
+@dataclass(frozen=True)
+class GatesExample:
+    """``examples/gates`` copied into a test project, on free ports: ``port`` for the web
+    service, ``prometheus_port`` for the example's own Prometheus. ``env`` is what the
+    example's commands need (``GATES_PORT``, ``PROMETHEUS_URL``)."""
+
+    dir: Path
+    port: int
+    prometheus_port: int
+    env: dict[str, str]
+
+
+def copy_gates_example(project: ComposeProject, *, busybox: Path) -> GatesExample:
+    """Copy ``examples/gates`` into ``project.dir`` and make it that project: its compose
+    ``name:`` and image repository become the project's (so ``cleanup()`` removes what it
+    builds), and ``prometheus.yml`` scrapes the free port the web service is published on."""
+    shutil.copytree(GATES_EXAMPLE, project.dir, dirs_exist_ok=True)
+    shutil.copy2(busybox, project.dir / "app" / "busybox")
+    compose = project.dir / "compose.yaml"
+    text = compose.read_text()
+    text = re.sub(r"(?m)^name: .*$", f"name: {project.name}", text)
+    compose.write_text(text.replace("image: gates-web:", f"image: {project.name}-web:"))
+    port, prometheus_port = free_port(), free_port()
+    scrape = project.dir / "prometheus.yml"
+    scrape.write_text(scrape.read_text().replace("127.0.0.1:8089", f"127.0.0.1:{port}"))
+    env = {"GATES_PORT": str(port), "PROMETHEUS_URL": f"http://127.0.0.1:{prometheus_port}"}
+    return GatesExample(project.dir, port, prometheus_port, env)
+
+
+class ExamplePrometheus(Prometheus):
+    """The fixture's Prometheus process, run with a given ``prometheus.yml`` as it is."""
+
+    def __init__(self, workdir: Path, *, config: Path, port: int, binary: str) -> None:
+        super().__init__(workdir, binary=binary)
+        self.port = port
+        self._config = config
+
+    def _write_config(self) -> None:
+        shutil.copy2(self._config, self.config_path)

@@ -1,22 +1,26 @@
 """Issue 4 end to end, continued: hooks and their environment, the webhook and its payload,
-and every kind of bad gate or hook setting rejected with its exact path before anything is
-deployed. Helpers in ``gates_helpers.py``.
+every kind of bad gate or hook setting rejected with its exact path before anything is
+deployed, and the shipped ``examples/gates`` project. Helpers in ``gates_helpers.py``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from gates_helpers import (
     DEFAULTS,
     Deployed,
+    ExamplePrometheus,
     assert_deployed,
     assert_rolled_back,
+    copy_gates_example,
     deployed,
     history,
     service,
@@ -28,8 +32,9 @@ from gates_helpers import (
 
 from compose_rollback import __version__
 from support.compose_project import ComposeProject
-from support.helpers import describe, free_port, unique_name
-from support.testimages import AppImages
+from support.helpers import describe, free_port, http_get, unique_name
+from support.prometheus import prometheus_binary
+from support.testimages import AppImages, find_busybox
 
 pytestmark = pytest.mark.docker
 
@@ -297,3 +302,45 @@ def test_bad_setting_is_rejected_with_its_path_and_nothing_is_deployed(
     assert lines[0].startswith(f"compose-rollback: {bad.path}: "), lines[0]
     assert bad.problem in lines[0], lines[0]
     assert deployed(project) == before, "a rejected setting changed the store or containers"
+
+
+# -- the shipped example ------------------------------------------------------------------------
+
+
+def _need(what: str | None, missing: str) -> str:
+    """A prerequisite's path; without it skip, or fail when ``CI`` is set (like the fixtures)."""
+    if what is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set but {missing}; run scripts/provision.sh", pytrace=False)
+        pytest.skip(missing)
+    return what
+
+
+def test_gates_example_deploys_v1_and_its_prometheus_gate_rolls_v2_back(
+    project: ComposeProject, tmp_path: Path
+) -> None:
+    busybox = find_busybox()
+    _need(str(busybox) if busybox else None, "no static busybox (Debian package busybox-static)")
+    binary = _need(prometheus_binary(), "prometheus is not installed (Debian package prometheus)")
+    assert busybox is not None
+    example = copy_gates_example(project, busybox=busybox)
+    # The example's own prometheus.yml, as the README starts it (on a free loopback port).
+    server = ExamplePrometheus(tmp_path / "prometheus", config=example.dir / "prometheus.yml",
+                               port=example.prometheus_port, binary=binary)
+    server.start()
+    try:
+        v1 = {**example.env, "VERSION": "v1"}
+        _, data = up(project, "--build", "-m", "v1", "--min-healthy", "3s", code=0, env=v1)
+        assert_deployed(data, 1)
+        assert http_get(f"http://127.0.0.1:{example.port}/").body == "hello from v1\n"
+        assert server.value('app_errors_ratio{job="gates-web"}') == 0.0
+
+        v2 = {**example.env, "VERSION": "v2"}
+        _, data = up(project, "--build", "-m", "v2", "--min-healthy", "3s", code=1, env=v2)
+        url = example.env["PROMETHEUS_URL"]
+        assert_rolled_back(project, data, revision=2, restored=1,
+                           reason=(f"gate prometheus {url}", "= 0.25", "not below 0.05"),
+                           running={"web": "VERSION=v1"})
+        assert http_get(f"http://127.0.0.1:{example.port}/").body == "hello from v1\n"
+    finally:
+        server.stop()
