@@ -83,11 +83,12 @@ def settings(extra: str, *, base: str = DEFAULTS) -> str:
 def up(
     project: ComposeProject,
     *args: str,
-    code: int,
+    code: int | None,
     env: Mapping[str, str] | None = None,
     timeout: float = 240.0,
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """``up --json``, which must exit with ``code``; the process and its parsed result."""
+    """``up --json``, which must exit with ``code`` (``None``: any); the process and its
+    parsed result."""
     result = project.run("up", *args, "--json", check=code, env=env, timeout=timeout)
     try:
         data: dict[str, Any] = json.loads(result.stdout)

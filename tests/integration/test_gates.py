@@ -206,6 +206,29 @@ def test_prometheus_gate_passes_below_threshold_and_fails_on_a_rising_ratio_or_n
                        running={"web": "RELEASE=1"})
 
 
+def test_prometheus_gate_waits_for_the_first_data_of_a_new_revision(
+    project: ComposeProject, app: AppImages, prometheus: Prometheus, scraped: tuple[int, str]
+) -> None:
+    """Until Prometheus has scraped a new container, a query about it has no data: that is
+    "not yet", not a failure, or every deploy would race the scrape interval (10 s or more
+    in real setups). Here the series only exists once the app has run for 3 s."""
+    port, name = scraped
+    selector = f'instance_name="{name}"'
+    query = (f"max(app_errors_ratio{{{selector}}}) "
+             f"and on() (max(app_uptime_seconds{{{selector}}}) > 3)")
+    gate = settings(f"""
+        gates:
+          - prometheus: {prometheus.url}
+            query: {json.dumps(query)}
+            below: 0.1
+    """)
+    write_compose(project, {"web": service(app.local("healthy"), port=port)}, settings=gate)
+    result, data = up(project, code=None)
+    assert result.returncode == 0 and data["outcome"] == "deployed", (
+        f"the gate failed on a query that had no data yet:\n{data['message']}"
+    )
+
+
 # -- the soak -----------------------------------------------------------------------------------
 
 
