@@ -25,6 +25,7 @@ from compose_rollback.gates.specs import GateSpec
 class Outcome:
     ok: bool
     detail: str
+    pending: bool = False  # no answer yet (e.g. no data scraped yet): neither pass nor fail
 
 
 class ExecEngine(Protocol):
@@ -107,8 +108,8 @@ def probe_prometheus(spec: GateSpec) -> Outcome:
     if data.get("status") != "success":
         return Outcome(False, f"Prometheus query failed: {data.get('error', data)}")
     values = _values(data.get("data") or {})
-    if not values:
-        return Outcome(False, f"query `{spec.query}` returned no data")
+    if not values:  # a new revision's series need a scrape or two to appear
+        return Outcome(False, f"query `{spec.query}` returned no data yet", pending=True)
     for value in values:
         if spec.below is not None and not value < spec.below:
             return Outcome(False, f"query `{spec.query}` = {value:g}, not below {spec.below:g}")
@@ -181,8 +182,11 @@ class ProbeRunner:
                 continue
             with self._lock:
                 self.last = outcome
-                self.passes, self.fails = ((self.passes + 1, 0) if outcome.ok
-                                           else (0, self.fails + 1))
+                if outcome.pending:
+                    self.passes = 0
+                else:
+                    self.passes, self.fails = ((self.passes + 1, 0) if outcome.ok
+                                               else (0, self.fails + 1))
             self._wake()
             self._stop.wait(self.spec.interval)
 
