@@ -334,7 +334,10 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
     ctx.journal.write("restore", revision=n, restores=p)
     ctx.progress(f"restoring revision {p}")
     try:
-        settings = _revision_settings(ctx, previous, overrides)
+        # Metric gates judge a window of the past that still holds the failed revision's
+        # errors (and need a Prometheus that may be what failed): a restore is judged by
+        # its containers and probes only.
+        settings = _revision_settings(ctx, previous, overrides).without_gates("prometheus")
         restore_failure = _apply_and_gate(ctx, previous, settings)
     except KeyboardInterrupt:  # a second interrupt: stop at once, say where things stand
         ctx.store.update(n, status="interrupted", finished=now_iso(),

@@ -76,6 +76,9 @@ class Event:
     container_id: str
     service: str
     time_nano: int
+    name: str = ""
+    exit_code: int | None = None
+    oneoff: bool = False
 
 
 class Engine:
@@ -347,10 +350,14 @@ class EventStream:
             except ValueError:
                 continue
             attrs = (raw.get("Actor") or {}).get("Attributes") or {}
+            code = str(attrs.get("exitCode", ""))
             on_event(Event(action=str(raw.get("Action") or raw.get("status") or ""),
                            container_id=str(raw.get("id") or ""),
                            service=str(attrs.get("com.docker.compose.service", "")),
-                           time_nano=int(raw.get("timeNano") or 0)))
+                           time_nano=int(raw.get("timeNano") or 0),
+                           name=str(attrs.get("name", "")),
+                           exit_code=int(code) if code.isdigit() else None,
+                           oneoff=attrs.get("com.docker.compose.oneoff") == "True"))
 
     def close(self) -> None:
         self._proc.terminate()

@@ -25,6 +25,7 @@ from typing import Any
 
 from compose_rollback import __version__
 from compose_rollback.errors import BadInput
+from compose_rollback.interpolate import as_written
 from compose_rollback.lock import now_iso
 
 HOOK_TIMEOUT = 300.0
@@ -32,7 +33,8 @@ HOOK_TIMEOUT = 300.0
 
 class HookFailed(BadInput):
     def __init__(self, hook: str, command: str, code: int) -> None:
-        super().__init__(f"the {hook} hook `{command}` exited with {code}; nothing was deployed",
+        super().__init__(f"the {hook} hook `{as_written(command)}` exited with {code}; "
+                         "nothing was deployed",
                          hint="fix the hook or the condition it checks")
 
 
@@ -41,7 +43,7 @@ def run_hook(hook: str, command: str | None, *, cwd: Path, env: Mapping[str, str
     """Run one hook with ``sh -c`` in the project directory; its exit code (0 if unset)."""
     if not command:
         return 0
-    progress(f"hook {hook}: {command}")
+    progress(f"hook {hook}: {as_written(command)}")
     full = {**os.environ, **env, "COMPOSE_ROLLBACK_HOOK": hook}
     try:
         done = subprocess.run(["sh", "-c", command], cwd=cwd, env=full, check=False,
@@ -85,5 +87,5 @@ def notify(url: str | None, body: Mapping[str, Any], *,
         with urllib.request.urlopen(request, timeout=10):
             return True
     except (urllib.error.URLError, OSError, ValueError) as error:
-        progress(f"webhook {url} failed: {getattr(error, 'reason', error)}")
+        progress(f"webhook {as_written(url)} failed: {getattr(error, 'reason', error)}")
         return False

@@ -63,6 +63,25 @@ def interpolate(value: Any, env: Mapping[str, str], *, path: str = "x-rollback")
     return value
 
 
+class Interpolated(str):
+    """An interpolated value that remembers how it was written (``raw``, with ``${VAR}``),
+    so messages, history and webhooks can show the reference instead of the value."""
+
+    raw: str
+
+    def __new__(cls, value: str, *, raw: str) -> Interpolated:
+        made = super().__new__(cls, value)
+        made.raw = raw
+        return made
+
+
+def as_written(value: object) -> str:
+    """How a setting was written: ``${TOKEN}``, never the secret it expands to."""
+    if isinstance(value, list | tuple):
+        return " ".join(as_written(v) for v in value)
+    return str(getattr(value, "raw", value))
+
+
 def _one(text: str, env: Mapping[str, str], path: str) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(1):
@@ -77,7 +96,8 @@ def _one(text: str, env: Mapping[str, str], path: str) -> str:
             raise BadInput(f"{path}: required variable {name} is missing: {arg}")
         return value or ""
 
-    return _REF.sub(replace, text)
+    result = _REF.sub(replace, text)
+    return text if result == text else Interpolated(result, raw=text)
 
 
 def settings_model(model: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.tag import Tag
 
 TOP_LEVEL_KEYS = ("networks", "volumes", "secrets", "configs", "x-rollback")
@@ -53,12 +55,20 @@ class Header:
         return [" ".join(line.split()) for line in lines]
 
 
+_NEEDS_QUOTES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+
+
 def _sorted(value: Any) -> Any:
-    """Mappings with sorted keys (stable bytes); sequence order is meaningful and kept."""
+    """Mappings with sorted keys (stable bytes); sequence order is meaningful and kept.
+
+    Strings with control or line-separator characters are double-quoted with escapes, so
+    they read back exactly (a plain NEL would be read as a line break)."""
+    if isinstance(value, str) and _NEEDS_QUOTES.search(value):
+        return DoubleQuotedScalarString(value)
     if isinstance(value, Mapping):
         out = CommentedMap()
         for key in sorted(value, key=str):
-            out[key] = _sorted(value[key])
+            out[_sorted(key)] = _sorted(value[key])
         return out
     if isinstance(value, list | tuple):
         seq = CommentedSeq()

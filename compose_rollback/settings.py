@@ -97,6 +97,13 @@ class Settings:
         own = self.for_service(service).gates
         return own + tuple(g for g in self.gates if g.service == service)
 
+    def without_gates(self, kind: str) -> Settings:
+        """These settings with every gate of one kind left out."""
+        services = {n: replace(s, gates=tuple(g for g in s.gates if g.kind != kind))
+                    for n, s in self.services.items()}
+        return replace(self, gates=tuple(g for g in self.gates if g.kind != kind),
+                       services=services)
+
     @property
     def project_gates(self) -> tuple[GateSpec, ...]:
         return tuple(g for g in self.gates if g.service is None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from compose_rollback.engine import ContainerState, Event, EventStream
@@ -101,31 +101,36 @@ def wait_healthy(
     everything = [p for w in watches.values() for p in w.probes] + project_probes
     start = time.monotonic()
     reported: dict[str, str] = {}
+    events: list[Event] = []
     try:
         with engine.events(project_name, on_event=wake.put):
             while True:
+                died = _died(events, watches)
+                if died is not None:  # decided from the event itself: no docker round trip
+                    container_id, failure = died
+                    return replace(failure, logs=engine.logs(container_id, tail=10))
                 now = time.monotonic()
                 states = [c for c in engine.containers(project_name)
                           if c.service in watches and not c.oneoff]
-                failure = _check(states, watches, restarts_before)
-                if failure is not None:
-                    return _with_logs(engine, failure, states)
-                failure = _probes(watches, project_probes, now)
-                if failure is not None:
-                    return failure
+                found = _check(states, watches, restarts_before)
+                if found is not None:
+                    return _with_logs(engine, found, states)
+                found = _probes(watches, project_probes, now)
+                if found is not None:
+                    return found
                 pending = {s: w for s, w in watches.items()
                            if w.good_since is None or now - w.good_since < w.settings.min_healthy}
                 if not pending and all(p.passed for p in project_probes):
                     return None
-                failure = _timed_out(pending or watches, project_probes, start, now)
-                if failure is not None:
-                    return failure
+                found = _timed_out(pending or watches, project_probes, start, now)
+                if found is not None:
+                    return found
                 for service, watch in pending.items():
                     line = _progress_line(service, watch)
                     if reported.get(service) != line:
                         reported[service] = line
                         progress(line)
-                _sleep_until_event(wake, _next_wake(pending, start, now))
+                events = _sleep_until_event(wake, _next_wake(pending, start, now))
     finally:
         for probe in everything:
             probe.stop()
@@ -231,16 +236,31 @@ def _next_wake(pending: Mapping[str, _ServiceWatch], start: float, now: float) -
     return max(0.0, min(times) - now)
 
 
-def _sleep_until_event(wake: queue.Queue[Event | None], timeout: float) -> None:
+def _sleep_until_event(wake: queue.Queue[Event | None], timeout: float) -> list[Event]:
+    """Wait for the next event (or probe result); return every event that came meanwhile."""
     try:
-        wake.get(timeout=timeout)
+        first = wake.get(timeout=timeout)
     except queue.Empty:
-        return
+        return []
+    burst = [first]
     while True:  # drain the burst: one inspection answers all of it
         try:
-            wake.get_nowait()
+            burst.append(wake.get_nowait())
         except queue.Empty:
-            return
+            return [e for e in burst if e is not None]
+
+
+def _died(events: Sequence[Event], watches: Mapping[str, _ServiceWatch],
+          ) -> tuple[str, GateFailure] | None:
+    """A ``die`` of a watched, long-running service's container fails the gate at once."""
+    for event in events:
+        watch = watches.get(event.service)
+        if (event.action == "die" and watch is not None and not watch.settings.oneshot
+                and not event.oneoff):
+            code = "" if event.exit_code is None else f" with code {event.exit_code}"
+            return event.container_id, GateFailure(event.service, event.name,
+                                                   f"exited{code}")
+    return None
 
 
 def _with_logs(engine: GateEngine, failure: GateFailure,

@@ -43,7 +43,7 @@ def probe_http(spec: GateSpec) -> Outcome:
         code, body = error.code, error.read(65536).decode("utf-8", "replace")
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        return Outcome(False, f"GET {spec.target} failed: {reason}")
+        return Outcome(False, f"GET {spec.label} failed: {reason}")
     return _judge_http(spec, code, body)
 
 
@@ -51,12 +51,12 @@ def _judge_http(spec: GateSpec, code: int, body: str) -> Outcome:
     low, high = spec.status
     if not low <= code <= high:
         expected = str(low) if low == high else f"{low}-{high}"
-        return Outcome(False, f"GET {spec.target} returned {code}, expected {expected}")
+        return Outcome(False, f"GET {spec.label} returned {code}, expected {expected}")
     if spec.body is not None and spec.body not in body:
-        return Outcome(False, f"GET {spec.target}: body does not contain {spec.body!r}")
+        return Outcome(False, f"GET {spec.label}: body does not contain {spec.body!r}")
     if spec.body_regex is not None and not re.search(spec.body_regex, body):
-        return Outcome(False, f"GET {spec.target}: body does not match {spec.body_regex!r}")
-    return Outcome(True, f"GET {spec.target} returned {code}")
+        return Outcome(False, f"GET {spec.label}: body does not match {spec.body_regex!r}")
+    return Outcome(True, f"GET {spec.label} returned {code}")
 
 
 def probe_tcp(spec: GateSpec) -> Outcome:
@@ -64,9 +64,9 @@ def probe_tcp(spec: GateSpec) -> Outcome:
     host, port = spec.target.rsplit(":", 1)
     try:
         with socket.create_connection((host, int(port)), timeout=spec.timeout):
-            return Outcome(True, f"{spec.target} accepts connections")
+            return Outcome(True, f"{spec.label} accepts connections")
     except OSError as error:
-        return Outcome(False, f"cannot connect to {spec.target}: {error.strerror or error}")
+        return Outcome(False, f"cannot connect to {spec.label}: {error.strerror or error}")
 
 
 def probe_exec(spec: GateSpec, engine: ExecEngine, containers: Sequence[str]) -> Outcome:
@@ -77,8 +77,8 @@ def probe_exec(spec: GateSpec, engine: ExecEngine, containers: Sequence[str]) ->
         code, output = engine.exec_in(container, command, timeout=spec.timeout)
         if code != 0:
             tail = output.strip().splitlines()[-1:] or [""]
-            return Outcome(False, f"`{' '.join(command)}` exited with {code} {tail[0]}".strip())
-    return Outcome(True, f"`{' '.join(command)}` exited with 0")
+            return Outcome(False, f"`{spec.label}` exited with {code} {tail[0]}".strip())
+    return Outcome(True, f"`{spec.label}` exited with 0")
 
 
 def probe_http_inside(spec: GateSpec, engine: ExecEngine, containers: Sequence[str]) -> Outcome:
@@ -88,7 +88,7 @@ def probe_http_inside(spec: GateSpec, engine: ExecEngine, containers: Sequence[s
         code, body = engine.exec_in(container, ("wget", "-q", "-O", "-", spec.target),
                                     timeout=spec.timeout + 1)
         if code != 0:
-            return Outcome(False, f"GET {spec.target} from {spec.service} failed (wget exit "
+            return Outcome(False, f"GET {spec.label} from {spec.service} failed (wget exit "
                            f"{code}): {body.strip()[-200:]}")
         return _judge_http(spec, 200, body)
     return Outcome(False, "no running container to probe from")
@@ -104,21 +104,22 @@ def probe_prometheus(spec: GateSpec) -> Outcome:
             data = json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
-        return Outcome(False, f"Prometheus at {spec.target} unreachable: {reason}")
+        return Outcome(False, f"Prometheus at {spec.label} unreachable: {reason}")
     if data.get("status") != "success":
         return Outcome(False, f"Prometheus query failed: {data.get('error', data)}")
     values = _values(data.get("data") or {})
     if not values:  # a new revision's series need a scrape or two to appear
-        return Outcome(False, f"query `{spec.query}` returned no data yet", pending=True)
+        return Outcome(False, f"query `{spec.query_label}` returned no data yet", pending=True)
+    query = spec.query_label
     for value in values:
         if spec.below is not None and not value < spec.below:
-            return Outcome(False, f"query `{spec.query}` = {value:g}, not below {spec.below:g}")
+            return Outcome(False, f"query `{query}` = {value:g}, not below {spec.below:g}")
         if spec.above is not None and not value > spec.above:
-            return Outcome(False, f"query `{spec.query}` = {value:g}, not above {spec.above:g}")
+            return Outcome(False, f"query `{query}` = {value:g}, not above {spec.above:g}")
     if spec.below is None and spec.above is None and all(v == 0 for v in values) \
             and (data.get("data") or {}).get("resultType") == "scalar":
-        return Outcome(False, f"query `{spec.query}` is 0")
-    return Outcome(True, f"query `{spec.query}` = {', '.join(f'{v:g}' for v in values[:3])}")
+        return Outcome(False, f"query `{spec.query_label}` is 0")
+    return Outcome(True, f"query `{spec.query_label}` = {', '.join(f'{v:g}' for v in values[:3])}")
 
 
 def _values(data: dict[str, object]) -> list[float]:

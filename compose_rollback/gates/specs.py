@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from compose_rollback.errors import SettingsError
+from compose_rollback.interpolate import as_written
 
 KINDS = ("http", "tcp", "exec", "prometheus")
 _COMMON = {"interval", "successes", "failures", "timeout", "service", "name"}
@@ -51,10 +52,11 @@ class GateSpec:
     query: str = ""
     below: float | None = None
     above: float | None = None
+    label: str = ""  # the target as written (``${TOKEN}`` kept): what messages show
+    query_label: str = ""
 
     def describe(self) -> str:
-        target = " ".join(self.target) if isinstance(self.target, tuple) else self.target
-        return f"{self.kind} {target}"
+        return f"{self.kind} {self.label}"
 
 
 def _url(value: object, path: str) -> str:
@@ -128,7 +130,7 @@ def parse_gate(raw: object, *, path: str, service: str | None) -> GateSpec:
         _command(raw[kind], at) if kind == "exec"
         else _address(raw[kind], at) if kind == "tcp" else _url(raw[kind], at))
     fields: dict[str, Any] = {"kind": kind, "target": target, "path": path,
-                              "service": service}
+                              "service": service, "label": as_written(raw[kind])}
     if "service" in raw:
         fields["service"] = _text(raw["service"], f"{path}.service")
     for key in ("interval", "timeout"):
@@ -151,6 +153,7 @@ def parse_gate(raw: object, *, path: str, service: str | None) -> GateSpec:
         if "query" not in raw:
             raise SettingsError(f"{path}.query", "a prometheus gate needs a PromQL query")
         fields["query"] = _text(raw["query"], f"{path}.query")
+        fields["query_label"] = as_written(raw["query"])
         for key in ("below", "above"):
             if key in raw:
                 fields[key] = _number(raw[key], f"{path}.{key}")
