@@ -42,10 +42,15 @@ def history(revisions: Sequence[Revision]) -> str:
         if r.restores is not None and "revert" not in note:
             note = f"{note} (restores {r.restores})".strip()
         rows.append([str(r.number), r.created, r.status, r.kind, note, images])
-        if r.reason:
+    lines = table(["REVISION", "CREATED", "STATUS", "KIND", "MESSAGE", "IMAGES"], rows)
+    out = lines.splitlines()[:1]
+    indent = " " * (out[0].index("STATUS"))
+    for r, line in zip(revisions, lines.splitlines()[1:], strict=True):
+        out.append(line)
+        if r.reason:  # under the row, so a long reason does not widen every column
             back = f"; restored {r.restored_to}" if r.restored_to else ""
-            rows.append(["", "", "", "", f"reason: {r.reason}{back}", ""])
-    return table(["REVISION", "CREATED", "STATUS", "KIND", "MESSAGE", "IMAGES"], rows)
+            out.append(f"{indent}reason: {r.reason}{back}")
+    return "\n".join(out)
 
 
 def deploy(result: DeployResult) -> str:

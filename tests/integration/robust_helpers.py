@@ -114,10 +114,16 @@ class Snapshot:
     containers: dict[str, tuple[str, str, str]]
     retention: tuple[str, ...]
 
-    def differences(self, after: Snapshot) -> list[str]:
+    def differences(self, after: Snapshot, *, finished_journal_ok: bool = False) -> list[str]:
+        """Every difference; with ``finished_journal_ok`` a journal that only gained a
+        finished operation (its last record is ``end``) does not count: it is machine-local
+        and records steps *before* they are taken, so a refused operation may leave
+        ``begin ... end`` behind without having changed anything."""
         out: list[str] = []
         for path in sorted(set(self.files) | set(after.files)):
             old, new = self.files.get(path), after.files.get(path)
+            if finished_journal_ok and path.endswith("/journal.jsonl") and _finished(new):
+                continue
             if old is None:
                 out.append(f"created {path}: {_short(new)}")
             elif new is None:
@@ -131,6 +137,18 @@ class Snapshot:
         if self.retention != after.retention:
             out.append(f"retention tags: {self.retention} -> {after.retention}")
         return out
+
+
+def _finished(journal: bytes | str | None) -> bool:
+    if not isinstance(journal, bytes):
+        return journal is None
+    records = []
+    for line in journal.decode("utf-8", "replace").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return not records or (isinstance(records[-1], dict) and records[-1].get("step") == "end")
 
 
 def _short(value: bytes | str | None) -> str:

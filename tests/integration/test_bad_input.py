@@ -3,8 +3,10 @@
 Every row gives a bad input to the CLI against the real engine and checks four things: the
 exit code is the named one of the behaviour contract, stderr is exactly one line that names the
 problem, no traceback reaches the user, and *nothing changed*: every file under the project
-directory (``.rollback/`` included, paths and bytes) and every container of the project (id,
-state, image, health) is the same before and after, and so are the retention tags.
+directory (``.rollback/`` included, paths and bytes; only the journal may have gained a
+*finished* operation, see ``JOURNAL_MAY_RECORD_A_FINISHED_OPERATION``) and every container of
+the project (id, state, image, health) is the same before and after, and so are the retention
+tags.
 
 Rows start from one of three bases: ``fresh`` (a compose file, nothing deployed), ``one`` (one
 good revision deployed and running) or ``two`` (two good revisions, the second current). The
@@ -45,6 +47,11 @@ from support.registry import Registry
 from support.testimages import AppImages
 
 pytestmark = pytest.mark.docker
+
+#: The journal (machine-local, git-ignored) records each step *before* it is taken, so an
+#: operation refused half-way (a read-only or full store) may leave ``begin ... end`` in it.
+#: That is no change for the user; set this to False to demand byte-identical journals too.
+JOURNAL_MAY_RECORD_A_FINISHED_OPERATION = True
 
 NO_ENGINE = {"DOCKER_HOST": "unix:///tmp/nonexistent-crt.sock"}
 
@@ -545,7 +552,8 @@ def test_bad_input(world: World, row: Row) -> None:
     problems = error_problems(result, code=int(row.code), needles=())
     problems += [f"stderr does not match {n!r}" for n in row.needles
                  if not re.search(n, result.stderr, re.IGNORECASE)]
-    problems += [f"changed: {d}" for d in before.differences(after)]
+    problems += [f"changed: {d}" for d in before.differences(
+        after, finished_journal_ok=JOURNAL_MAY_RECORD_A_FINISHED_OPERATION)]
     line = " ".join(result.stderr.split())[:110]
     RESULTS[row.id] = ("ok" if not problems else "FAIL: " + "; ".join(problems)) + f" | {line}"
     assert not problems, "\n".join([*problems, describe(result, expected=int(row.code))])

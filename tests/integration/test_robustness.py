@@ -254,10 +254,19 @@ def test_secrets_never_reach_a_file_or_json_output(
         ]))
 
     outputs: list[tuple[str, str]] = []
+    leaks: list[str] = []
+    needles = (dotenv_secret, process_secret, envfile_secret)
 
     def run(*args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
         result = cli(project, *args, env=environ, check=code)
         outputs.append((" ".join(args), result.stdout + result.stderr))
+        # Look after every command, so a file written and removed later is caught too.
+        for path in sorted(project.dir.rglob("*")):
+            if not path.is_file() or path in (dotenv, envfile):
+                continue
+            data = path.read_bytes()
+            leaks.extend(f"{n[:22]}… in {path.relative_to(project.dir)} after `{' '.join(args)}`"
+                         for n in needles if n.encode() in data)
         return result
 
     release(healthy, "one")
@@ -287,14 +296,8 @@ def test_secrets_never_reach_a_file_or_json_output(
     assert project.container("app")["Config"]["Labels"]["org.example.note"] == dotenv_secret
     assert len(history(project)) >= 6
 
-    leaks = []
-    for needle in (dotenv_secret, process_secret, envfile_secret):
-        for path in sorted(project.dir.rglob("*")):
-            if path.is_file() and path not in (dotenv, envfile) and \
-                    needle.encode() in path.read_bytes():
-                leaks.append(f"{needle[:22]}… in {path.relative_to(project.dir)}")
-        leaks += [f"{needle[:22]}… in the output of `{args}`" for args, out in outputs
-                  if needle in out]
+    leaks += [f"{needle[:22]}… in the output of `{args}`" for needle in needles
+              for args, out in outputs if needle in out]
     assert not leaks, "\n".join(leaks)
     first = (project.state_dir / "revisions" / "0001.yaml").read_text()
     assert "${DOTENV_SECRET}" in first  # kept as a reference, resolved only at deploy time
