@@ -297,13 +297,14 @@ def _settle(
     overrides: Overrides, rollback: bool, plan: Sequence[Change],
 ) -> DeployResult:
     n = revision.number
+    status = "failed"
     try:
         failure = _apply_and_gate(ctx, revision, settings)
     except KeyboardInterrupt:
         failure = GateFailure("", "", "interrupted by the user")
         status = "interrupted"
-    else:
-        status = "failed"
+    except RollbackError as error:  # e.g. the engine stopped answering mid-deploy
+        failure = GateFailure("", "", error.one_line())
     if failure is None:
         ctx.store.promote(n, finished=now_iso())
         ctx.journal.end(revision=n)
@@ -339,6 +340,8 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
         # its containers and probes only.
         settings = _revision_settings(ctx, previous, overrides).without_gates("prometheus")
         restore_failure = _apply_and_gate(ctx, previous, settings)
+    except RollbackError as error:
+        restore_failure = GateFailure("", "", error.one_line())
     except KeyboardInterrupt:  # a second interrupt: stop at once, say where things stand
         ctx.store.update(n, status="interrupted", finished=now_iso(),
                          reason=f"{reason}; interrupted again while restoring revision {p}")

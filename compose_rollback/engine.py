@@ -260,13 +260,33 @@ class Engine:
 
     # -- containers -------------------------------------------------------------------------
     def containers(self, project_name: str) -> list[ContainerState]:
-        """Every container of the project (one ``ps`` and one ``inspect`` call)."""
-        ids = self._run([*self.docker_cmd(), "ps", "--all", "--quiet", "--no-trunc", "--filter",
-                         f"label=com.docker.compose.project={project_name}"]).split()
+        """Every container of the project (one ``ps`` and one ``inspect`` call).
+
+        Called in the gate loop, so it has a time limit (the gate's own timeout must hold
+        even when the engine stalls) and tolerates a container removed between the calls.
+        """
+        ps = self._quick(["ps", "--all", "--quiet", "--no-trunc", "--filter",
+                          f"label=com.docker.compose.project={project_name}"])
+        if ps.returncode != 0:
+            raise self._translate(_exception(ps))
+        ids = ps.stdout.split()
         if not ids:
             return []
-        data = json.loads(self._run([*self.docker_cmd(), "container", "inspect", *ids]))
+        inspected = self._quick(["container", "inspect", *ids])
+        try:  # a container removed meanwhile is left out; the others are still printed
+            data = json.loads(inspected.stdout or "[]")
+        except ValueError as error:
+            raise self._translate(_exception(inspected)) from error
         return [_container_state(d) for d in data]
+
+    def _quick(self, args: Sequence[str], *, limit: float = 30.0
+               ) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run([*self.docker_cmd(), *args], capture_output=True, text=True,
+                                  timeout=limit, check=False)
+        except subprocess.TimeoutExpired:
+            raise Unreachable(f"the Docker engine did not answer `docker {args[0]}` within "
+                              f"{limit:g}s", hint="check dockerd (docker info)") from None
 
     def logs(self, container_id: str, *, tail: int = 20) -> str:
         from python_on_whales.exceptions import DockerException
@@ -294,6 +314,13 @@ class Engine:
         args = [*self.docker_cmd(), "events", "--format", "{{json .}}", "--filter",
                 "type=container", "--filter", f"label=com.docker.compose.project={project_name}"]
         return EventStream(args, on_event)
+
+
+def _exception(done: subprocess.CompletedProcess[str]) -> DockerException:
+    from python_on_whales.exceptions import DockerException
+
+    return DockerException([str(a) for a in done.args], done.returncode,
+                           done.stdout.encode(), done.stderr.encode())
 
 
 MIN_COMPOSE = "2.24.0"
