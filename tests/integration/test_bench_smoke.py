@@ -1,0 +1,60 @@
+"""Smoke run of the benchmark harness, so it cannot rot: ``bench/run.py --tiny --reps 1``.
+
+One repetition on a tiny configuration (1- and 3-service projects, a 50-revision store, our
+time to recover without the Swarm peer, no install). It asserts only that the harness ran and
+wrote its JSON with the expected keys: benchmarks print figures, they never fail on a number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.testimages import find_busybox
+
+pytestmark = pytest.mark.docker
+
+REPO = Path(__file__).resolve().parents[2]
+SECTIONS = {"recover", "detect", "overhead", "cli", "scale"}
+ROW_KEYS = {"id", "figure", "unit", "median", "min", "max", "n", "target", "vs_target",
+            "verdict"}
+# One figure of each section that the tiny configuration must produce.
+SOME_FIGURES = {
+    "recover.unhealthy.ours.exit", "recover.crash.ours.healthy", "detect.finished_at",
+    "overhead.1.ratio", "cli.history", "cli.--help", "cli.docker compose ps", "scale.pinning",
+    "scale.up.ratio",
+}
+
+
+def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
+    if find_busybox() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but there is no static busybox; run scripts/provision.sh")
+        pytest.skip("no static busybox (Debian package busybox-static)")
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_CLI_PLUGIN_")}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--tiny", "--reps", "1",
+         "--out", str(out)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )
+    report = f"exit {done.returncode}\n--- stdout ---\n{done.stdout}\n--- stderr ---\n" \
+             f"{done.stderr[-6000:]}"
+    assert done.returncode == 0, report
+    data = json.loads(out.read_text())
+    assert {"meta", "config", "sections", "figures", "errors"} <= set(data), report
+    assert data["errors"] == {}, report
+    assert set(data["sections"]) == SECTIONS, report
+    assert data["config"]["tiny"] is True
+    rows = data["figures"]
+    assert rows, report
+    for row in rows:
+        assert set(row) >= ROW_KEYS, row
+    ids = {row["id"] for row in rows}
+    assert ids >= SOME_FIGURES, sorted(SOME_FIGURES - ids)
+    assert "figure" in done.stdout.splitlines()[0]  # the printed table
