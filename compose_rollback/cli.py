@@ -292,6 +292,7 @@ def run(invocation: Invocation) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except _CLICK_ERROR as error:  # usage errors: click prints them like docker does
-        error.show()  # type: ignore[attr-defined]
+    except _CLICK_ERROR as error:  # usage errors: one line, and where to look
+        text = " ".join(error.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+        print(f"{prog}: {text}; see '{prog} --help'", file=sys.stderr)
         return int(ExitCode.BAD_INPUT)

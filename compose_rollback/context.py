@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
@@ -13,7 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compose_rollback.errors import BadInput, Locked
+from compose_rollback.errors import (
+    BadInput,
+    Locked,
+    StoreNotWritable,
+    WriteFailedAfterApply,
+)
 from compose_rollback.lock import Journal, now_iso, project_lock
 from compose_rollback.project import Project
 from compose_rollback.revisions import RevisionStore
@@ -31,6 +37,7 @@ class Context:
     progress: Progress
     engine_factory: Callable[[], Engine]
     wait_lock: float = 0.0
+    applied: bool = False  # containers were touched by this operation
     _engine: Engine | None = None
 
     @property
@@ -45,11 +52,25 @@ class Context:
 
     @contextmanager
     def locked(self, command: str) -> Iterator[None]:
-        """Hold the project lock, first noticing an operation that was cut off."""
-        with project_lock(self.store.root, command=command, wait=self.wait_lock,
-                          notice=self.progress):
-            recover(self)
-            yield
+        """Hold the project lock, first noticing an operation that was cut off.
+
+        A store that cannot be written (read-only, full disk) is one line and exit 2 while no
+        container was touched; after that it needs a person (exit 3).
+        """
+        try:
+            with project_lock(self.store.root, command=command, wait=self.wait_lock,
+                              notice=self.progress):
+                recover(self)
+                yield
+        except OSError as error:
+            where = error.filename or self.store.root
+            problem = error.strerror or str(error)
+            with contextlib.suppress(OSError):  # close what the journal opened, if it can
+                if self.journal.unfinished():
+                    self.journal.end(aborted=problem)
+            if self.applied:
+                raise WriteFailedAfterApply(str(where), problem) from error
+            raise StoreNotWritable(str(where), problem) from error
 
 
 def notice_interrupted(ctx: Context) -> None:
@@ -117,7 +138,7 @@ def _dir_setting(files: tuple[Path, ...]) -> str | None:
     for path in files:
         try:
             data: Any = load_yaml(path.read_text(encoding="utf-8"))
-        except (OSError, OverlayError):
+        except (OSError, OverlayError, UnicodeDecodeError):
             continue
         block = data.get("x-rollback") if isinstance(data, dict) else None
         if isinstance(block, dict) and block.get("dir") is not None:

@@ -247,6 +247,7 @@ def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings) -> Gat
     engine = ctx.engine
     before = {c.id: c.restart_count for c in engine.containers(ctx.project.name)}
     ctx.journal.write("apply", revision=revision.number)
+    ctx.applied = True
     ctx.progress(f"applying revision {revision.number}")
     try:
         engine.up(ctx.project, overlay=ctx.store.root / revision.file,

@@ -67,6 +67,27 @@ class CorruptRevision(BadInput):
         self.path = path
 
 
+class StoreNotWritable(BadInput):
+    """The revision store cannot be written (read-only, full disk); nothing was changed."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"cannot write {path}: {problem}",
+                         hint="make it writable or free some space, then try again; nothing "
+                         "was changed")
+        self.path = path
+
+
+class WriteFailedAfterApply(RollbackError):
+    """The containers were changed, then the store could not record it."""
+
+    exit_code = ExitCode.NEEDS_PERSON
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"the deploy ran but {path} could not be written: {problem}",
+                         hint="free space or fix permissions, then run `docker compose rollback "
+                         "status` and `revert` as needed")
+
+
 class UnpinnableImages(BadInput):
     """Images that cannot be pinned to an immutable reference, all reported together."""
 

@@ -84,7 +84,7 @@ def _declared_name(files: Sequence[Path]) -> str | None:
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             continue
         match = _TOP_NAME.search(text)
         if match and "$" not in match.group(1):
