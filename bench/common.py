@@ -284,6 +284,16 @@ class Workspace:
     def close_project(self, project: ComposeProject) -> None:
         with contextlib.suppress(Exception):
             project.cleanup()
+        # A network whose last container was still going away is left behind: try again.
+        label = f"label=com.docker.compose.project={project.name}"
+        for _ in range(5):
+            left = docker("network", "ls", "--quiet", "--filter", label, expect=None)
+            if not left.stdout.split():
+                break
+            time.sleep(1)
+            docker("network", "rm", *left.stdout.split(), expect=None)
+        else:
+            log(f"network(s) of {project.name} could not be removed: {left.stdout.split()}")
         if project in self.projects:
             self.projects.remove(project)
 
