@@ -189,9 +189,9 @@ def revert(
 @app.command()
 def history(*, as_json: JsonOpt = False) -> None:
     """List revisions: number, time, status, message, images, and why failed ones failed."""
-    from compose_rollback import commands
+    from compose_rollback.context import history as read_history
 
-    revisions = commands.history(_ctx())
+    revisions = read_history(_ctx())
     _emit(as_json, [r.to_json() for r in revisions], lambda: render.history(revisions))
 
 

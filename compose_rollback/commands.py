@@ -18,12 +18,6 @@ from compose_rollback.project import check_files
 from compose_rollback.revisions import Revision
 
 
-# -- history ----------------------------------------------------------------------------------
-def history(ctx: Context) -> list[Revision]:
-    notice_interrupted(ctx)
-    return ctx.store.revisions()
-
-
 # -- status -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServiceStatus:

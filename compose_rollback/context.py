@@ -22,7 +22,7 @@ from compose_rollback.errors import (
 )
 from compose_rollback.lock import Journal, now_iso, project_lock
 from compose_rollback.project import Project
-from compose_rollback.revisions import RevisionStore
+from compose_rollback.revisions import Revision, RevisionStore
 
 if TYPE_CHECKING:
     from compose_rollback.engine import Engine
@@ -71,6 +71,12 @@ class Context:
             if self.applied:
                 raise WriteFailedAfterApply(str(where), problem) from error
             raise StoreNotWritable(str(where), problem) from error
+
+
+def history(ctx: Context) -> list[Revision]:
+    """Every revision, oldest first (after noticing an operation that was cut off)."""
+    notice_interrupted(ctx)
+    return ctx.store.revisions()
 
 
 def notice_interrupted(ctx: Context) -> None:

@@ -145,6 +145,10 @@ def pin_services(
 
 
 def keep_alive(engine: ImageEngine, pins: Mapping[str, Pin]) -> None:
-    """Create the retention tags (idempotent: re-tagging the same id is a no-op)."""
-    for pin in sorted(pins.values(), key=lambda p: p.retention):
-        engine.tag(pin.image_id, pin.retention)
+    """Create the retention tags that are missing (one inspection for all, then one ``tag``
+    per missing tag: in steady state no tag call at all)."""
+    wanted = {pin.retention: pin.image_id for pin in pins.values()}
+    present = engine.inspect_images(sorted(wanted))
+    for tag, image_id in sorted(wanted.items()):
+        if tag not in present or present[tag].id != image_id:
+            engine.tag(image_id, tag)
