@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from support.compose_project import ComposeProject
 from support.examples import copy_quickstart
 from support.helpers import CommandError, docker, http_get, unique_name, wait_for
