@@ -337,9 +337,10 @@ def test_gates_example_deploys_v1_and_its_prometheus_gate_rolls_v2_back(
 
         v2 = {**example.env, "VERSION": "v2"}
         _, data = up(project, "--build", "-m", "v2", "--min-healthy", "3s", code=1, env=v2)
-        url = example.env["PROMETHEUS_URL"]
+        # Reasons show the setting as written (a ${VAR} may hold a secret), not its value.
         assert_rolled_back(project, data, revision=2, restored=1,
-                           reason=(f"gate prometheus {url}", "= 0.25", "not below 0.05"),
+                           reason=("gate prometheus ${PROMETHEUS_URL", "= 0.25",
+                                   "not below 0.05"),
                            running={"web": "VERSION=v1"})
         assert http_get(f"http://127.0.0.1:{example.port}/").body == "hello from v1\n"
     finally:
