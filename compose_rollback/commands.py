@@ -9,7 +9,7 @@ from typing import Any
 from compose_rollback import __version__
 from compose_rollback.context import Context, author, notice_interrupted
 from compose_rollback.deploy import project_settings, read_models, render_revision
-from compose_rollback.engine import check_compose
+from compose_rollback.dockerdata import check_compose
 from compose_rollback.errors import BadInput
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import checksum, pinned_service

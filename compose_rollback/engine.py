@@ -1,8 +1,8 @@
 """The one adapter around python-on-whales (and so around the docker CLI).
 
-The rest of the code sees the small ``Engine`` interface below and plain dataclasses; unit
-tests replace this one seam. python-on-whales is imported lazily: it costs ~0.4 s, and commands
-that need no engine (``history``, ``diff``, ``--help``) must not pay for it.
+The rest of the code sees the small ``Engine`` interface below and the plain data of
+``dockerdata``; unit tests replace this one seam. python-on-whales is imported lazily: it costs
+~0.4 s, and commands that need no engine (``history``, ``diff``, ``--help``) must not pay for it.
 """
 
 from __future__ import annotations
@@ -13,11 +13,19 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compose_rollback.dockerdata import (
+    ContainerState,
+    Event,
+    ImageInfo,
+    check_compose,
+    container_state,
+    match_refs,
+)
 from compose_rollback.errors import DockerFailed, RollbackError, Unreachable
 from compose_rollback.project import Project
 
@@ -41,44 +49,6 @@ class DockerOptions:
     tlscacert: str | None = None
     tlscert: str | None = None
     tlskey: str | None = None
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    id: str
-    repo_tags: tuple[str, ...]
-    repo_digests: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    """What the container gate needs to know about one container."""
-
-    id: str
-    name: str
-    service: str
-    status: str  # created, running, restarting, exited, dead, paused
-    exit_code: int
-    health: str | None  # None when the container has no healthcheck
-    restart_count: int
-    image_id: str
-    oom_killed: bool
-    oneoff: bool
-    health_output: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Event:
-    """One container event from the Docker event stream."""
-
-    action: str
-    container_id: str
-    service: str
-    time_nano: int
-    name: str = ""
-    exit_code: int | None = None
-    oneoff: bool = False
 
 
 class Engine:
@@ -243,7 +213,7 @@ class Engine:
                       repo_digests=tuple(d.get("RepoDigests") or ()))
             for d in found
         ]
-        return _match_refs(unique, infos)
+        return match_refs(unique, infos)
 
     def tag(self, source: str, target: str) -> None:
         self._run([*self.docker_cmd(), "image", "tag", source, target])
@@ -277,7 +247,7 @@ class Engine:
             data = json.loads(inspected.stdout or "[]")
         except ValueError as error:
             raise self._translate(_exception(inspected)) from error
-        return [_container_state(d) for d in data]
+        return [container_state(d) for d in data]
 
     def _quick(self, args: Sequence[str], *, limit: float = 30.0
                ) -> subprocess.CompletedProcess[str]:
@@ -323,23 +293,8 @@ def _exception(done: subprocess.CompletedProcess[str]) -> DockerException:
                            done.stdout.encode(), done.stderr.encode())
 
 
-MIN_COMPOSE = "2.24.0"
 _UNREACHABLE_SIGNS = ("connection refused", "no such host", "i/o timeout", "dial tcp",
                       "network is unreachable", "TLS handshake timeout")
-
-
-def check_compose(found: str) -> None:
-    """Compose 2.24 or newer (5.x included); older or unreadable is ``Unreachable`` (exit 5)."""
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        version = Version(found.split("+")[0].split("-")[0])
-    except InvalidVersion:
-        raise Unreachable(f"cannot read the Compose version {found!r}",
-                          hint=f"install Compose v{MIN_COMPOSE} or newer") from None
-    if version < Version(MIN_COMPOSE):
-        raise Unreachable(f"Compose {found} is too old: compose-rollback needs {MIN_COMPOSE} "
-                          "or newer", hint="upgrade Compose (install.sh --with-docker)")
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -398,63 +353,3 @@ class EventStream:
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-
-def _match_refs(refs: Sequence[str], infos: Sequence[ImageInfo]) -> dict[str, ImageInfo]:
-    """Map each asked reference to the inspected image it names."""
-    result: dict[str, ImageInfo] = {}
-    for ref in refs:
-        for info in infos:
-            if _names(ref, info):
-                result[ref] = info
-                break
-    return result
-
-
-def _names(ref: str, info: ImageInfo) -> bool:
-    if ref.startswith("sha256:"):
-        return info.id == ref
-    if "@" in ref:
-        name, digest = ref.split("@", 1)
-        repo = _normal(name).rsplit(":", 1)[0]
-        return f"{repo}@{digest}" in {_normal(d) for d in info.repo_digests}
-    return _normal(ref) in {_normal(t) for t in info.repo_tags}
-
-
-def repository(ref: str) -> str:
-    """The repository part of a reference (no tag, no digest), in docker's short form."""
-    name = _normal(ref.split("@", 1)[0])
-    return name.rsplit(":", 1)[0]
-
-
-def _normal(ref: str) -> str:
-    """Docker's short form: drop ``docker.io/`` and ``library/``, add ``:latest`` if bare."""
-    name = ref
-    for prefix in ("docker.io/", "index.docker.io/"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    if name.startswith("library/"):
-        name = name[len("library/"):]
-    last = name.rsplit("/", 1)[-1]
-    if "@" not in name and ":" not in last:
-        name += ":latest"
-    return name
-
-
-def _container_state(d: Mapping[str, Any]) -> ContainerState:
-    state = d.get("State") or {}
-    labels = (d.get("Config") or {}).get("Labels") or {}
-    health = state.get("Health")
-    output = ""
-    if health and health.get("Log"):
-        output = str(health["Log"][-1].get("Output", "")).strip()
-    return ContainerState(
-        id=str(d["Id"]), name=str(d.get("Name", "")).lstrip("/"),
-        service=str(labels.get("com.docker.compose.service", "")),
-        status=str(state.get("Status", "")), exit_code=int(state.get("ExitCode") or 0),
-        health=str(health["Status"]) if health else None,
-        restart_count=int(d.get("RestartCount") or 0), image_id=str(d.get("Image", "")),
-        oom_killed=bool(state.get("OOMKilled")),
-        oneoff=labels.get("com.docker.compose.oneoff", "False") == "True",
-        health_output=output, labels=dict(labels),
-    )

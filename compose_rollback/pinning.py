@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from compose_rollback.engine import ImageInfo, repository
+from compose_rollback.dockerdata import ImageInfo, repository
 from compose_rollback.errors import DockerFailed, UnpinnableImages
 from compose_rollback.project import Project
 

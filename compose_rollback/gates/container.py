@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from compose_rollback.engine import ContainerState, Event, EventStream
+from compose_rollback.dockerdata import ContainerState, Event
+from compose_rollback.engine import EventStream
 from compose_rollback.gates.probes import (
     Outcome,
     ProbeRunner,

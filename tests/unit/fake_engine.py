@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from compose_rollback.engine import ContainerState, Event, ImageInfo
+from compose_rollback.dockerdata import ContainerState, Event, ImageInfo
 from compose_rollback.overlay import parse
 from compose_rollback.project import Project
 

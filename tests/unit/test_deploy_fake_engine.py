@@ -9,7 +9,7 @@ import pytest
 
 from compose_rollback import commands, deploy
 from compose_rollback.context import Context
-from compose_rollback.engine import ImageInfo
+from compose_rollback.dockerdata import ImageInfo
 from compose_rollback.errors import BadInput, ExitCode, UnpinnableImages
 from compose_rollback.project import Project
 from compose_rollback.revisions import RevisionStore

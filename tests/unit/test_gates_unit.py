@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pytest
 
-from compose_rollback.engine import ContainerState
+from compose_rollback.dockerdata import ContainerState
 from compose_rollback.errors import BadInput, SettingsError
 from compose_rollback.gates.container import judge
 from compose_rollback.gates.probes import (
@@ -221,7 +221,7 @@ def test_interpolation_follows_compose(tmp_path: Path) -> None:
                                            ("2.23.3", False), ("1.29.2", False),
                                            ("2.40.3-desktop.1", True), ("garbage", False)])
 def test_compose_version_policy(found: str, ok: bool) -> None:
-    from compose_rollback.engine import check_compose
+    from compose_rollback.dockerdata import check_compose
     from compose_rollback.errors import ExitCode, Unreachable
 
     if ok:

@@ -1,0 +1,126 @@
+"""Plain data the engine returns, image-reference parsing and the Compose version policy.
+
+No docker call here: this is what the rest of the code (and the unit tests' fake engine) may
+import without loading python-on-whales.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from compose_rollback.errors import Unreachable
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What the container gate needs to know about one container."""
+
+    id: str
+    name: str
+    service: str
+    status: str  # created, running, restarting, exited, dead, paused
+    exit_code: int
+    health: str | None  # None when the container has no healthcheck
+    restart_count: int
+    image_id: str
+    oom_killed: bool
+    oneoff: bool
+    health_output: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One container event from the Docker event stream."""
+
+    action: str
+    container_id: str
+    service: str
+    time_nano: int
+    name: str = ""
+    exit_code: int | None = None
+    oneoff: bool = False
+
+
+MIN_COMPOSE = "2.24.0"
+def check_compose(found: str) -> None:
+    """Compose 2.24 or newer (5.x included); older or unreadable is ``Unreachable`` (exit 5)."""
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        version = Version(found.split("+")[0].split("-")[0])
+    except InvalidVersion:
+        raise Unreachable(f"cannot read the Compose version {found!r}",
+                          hint=f"install Compose v{MIN_COMPOSE} or newer") from None
+    if version < Version(MIN_COMPOSE):
+        raise Unreachable(f"Compose {found} is too old: compose-rollback needs {MIN_COMPOSE} "
+                          "or newer", hint="upgrade Compose (install.sh --with-docker)")
+
+
+def match_refs(refs: Sequence[str], infos: Sequence[ImageInfo]) -> dict[str, ImageInfo]:
+    """Map each asked reference to the inspected image it names."""
+    result: dict[str, ImageInfo] = {}
+    for ref in refs:
+        for info in infos:
+            if _names(ref, info):
+                result[ref] = info
+                break
+    return result
+
+
+def _names(ref: str, info: ImageInfo) -> bool:
+    if ref.startswith("sha256:"):
+        return info.id == ref
+    if "@" in ref:
+        name, digest = ref.split("@", 1)
+        repo = _normal(name).rsplit(":", 1)[0]
+        return f"{repo}@{digest}" in {_normal(d) for d in info.repo_digests}
+    return _normal(ref) in {_normal(t) for t in info.repo_tags}
+
+
+def repository(ref: str) -> str:
+    """The repository part of a reference (no tag, no digest), in docker's short form."""
+    name = _normal(ref.split("@", 1)[0])
+    return name.rsplit(":", 1)[0]
+
+
+def _normal(ref: str) -> str:
+    """Docker's short form: drop ``docker.io/`` and ``library/``, add ``:latest`` if bare."""
+    name = ref
+    for prefix in ("docker.io/", "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+    if name.startswith("library/"):
+        name = name[len("library/"):]
+    last = name.rsplit("/", 1)[-1]
+    if "@" not in name and ":" not in last:
+        name += ":latest"
+    return name
+
+
+def container_state(d: Mapping[str, Any]) -> ContainerState:
+    state = d.get("State") or {}
+    labels = (d.get("Config") or {}).get("Labels") or {}
+    health = state.get("Health")
+    output = ""
+    if health and health.get("Log"):
+        output = str(health["Log"][-1].get("Output", "")).strip()
+    return ContainerState(
+        id=str(d["Id"]), name=str(d.get("Name", "")).lstrip("/"),
+        service=str(labels.get("com.docker.compose.service", "")),
+        status=str(state.get("Status", "")), exit_code=int(state.get("ExitCode") or 0),
+        health=str(health["Status"]) if health else None,
+        restart_count=int(d.get("RestartCount") or 0), image_id=str(d.get("Image", "")),
+        oom_killed=bool(state.get("OOMKilled")),
+        oneoff=labels.get("com.docker.compose.oneoff", "False") == "True",
+        health_output=output, labels=dict(labels),
+    )
