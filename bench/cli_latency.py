@@ -39,9 +39,7 @@ from bench.common import (
     timed,
 )
 from support.compose_project import ComposeProject
-
-SYSTEM_PLUGIN_DIRS = ("/usr/local/lib/docker/cli-plugins", "/usr/local/libexec/docker/cli-plugins",
-                      "/usr/lib/docker/cli-plugins", "/usr/libexec/docker/cli-plugins")
+from support.plugins import locate_real_compose, plugin_dirs
 
 
 def build_store(project: ComposeProject, count: int) -> Path:
@@ -100,25 +98,11 @@ def round_robin(commands: Mapping[str, tuple[Sequence[str], Mapping[str, str], P
 
 
 # -- install into a throwaway HOME -----------------------------------------------------------
-def _is_shim(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(1024)
-    return head.startswith(b"#!") and b"compose-rollback-shim" in head
-
-
 def real_compose() -> Path:
-    config_dir = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
-    dirs: list[str] = []
-    config_json = config_dir / "config.json"
-    if config_json.is_file():
-        extra = json.loads(config_json.read_text() or "{}").get("cliPluginsExtraDirs") or []
-        dirs += [d for d in extra if isinstance(d, str)]
-    dirs += [str(config_dir / "cli-plugins"), *SYSTEM_PLUGIN_DIRS]
-    for d in dirs:
-        candidate = Path(d) / "docker-compose"
-        if candidate.is_file() and os.access(candidate, os.X_OK) and not _is_shim(candidate):
-            return candidate.resolve()
-    raise BenchError(f"no Docker Compose plugin found in {dirs}")
+    found = locate_real_compose()
+    if found is None:
+        raise BenchError(f"no Docker Compose plugin found in {plugin_dirs()}")
+    return found
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,41 +18,22 @@ from pathlib import Path
 
 import pytest
 
+from support.plugins import SYSTEM_PLUGIN_DIRS, locate_real_compose, plugin_dirs
+
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SH = REPO / "install.sh"
-SHIM_MARKER = b"compose-rollback-shim"
-SYSTEM_PLUGIN_DIRS = (
-    "/usr/local/lib/docker/cli-plugins",
-    "/usr/local/libexec/docker/cli-plugins",
-    "/usr/lib/docker/cli-plugins",
-    "/usr/libexec/docker/cli-plugins",
-)
 ORIGINAL_CONFIG = b'{"auths": {}, "detachKeys": "ctrl-e,e"}\n'
 COMPOSE_FILE = "services:\n  app:\n    image: compose-rollback-test/install-app:never-pulled\n"
 
 
-def _is_shim(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(1024)
-    return head.startswith(b"#!") and SHIM_MARKER in head
-
-
 def find_real_compose() -> Path:
     """The Compose plugin docker would run for this user, skipping any compose-rollback shim."""
-    config_dir = Path(os.environ.get("DOCKER_CONFIG", Path.home() / ".docker"))
-    dirs: list[str] = []
-    config_json = config_dir / "config.json"
-    if config_json.is_file():
-        extra = json.loads(config_json.read_text() or "{}").get("cliPluginsExtraDirs") or []
-        dirs += [d for d in extra if isinstance(d, str)]
-    dirs += [str(config_dir / "cli-plugins"), *SYSTEM_PLUGIN_DIRS]
-    for d in dirs:
-        candidate = Path(d) / "docker-compose"
-        if candidate.is_file() and os.access(candidate, os.X_OK) and not _is_shim(candidate):
-            return candidate.resolve()
-    message = f"no Docker Compose plugin found in {dirs}; run scripts/provision.sh"
+    found = locate_real_compose()
+    if found is not None:
+        return found
+    message = f"no Docker Compose plugin found in {plugin_dirs()}; run scripts/provision.sh"
     if os.environ.get("CI"):
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
