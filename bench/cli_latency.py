@@ -44,8 +44,7 @@ from support.plugins import locate_real_compose, plugin_dirs
 
 def build_store(project: ComposeProject, count: int) -> Path:
     """Grow the project's store to ``count`` revisions (revision 1 must exist)."""
-    from compose_rollback.overlay import checksum
-    from compose_rollback.revisions import RevisionStore, atomic_write
+    from compose_rollback.revisions import RevisionStore, atomic_write, checksum
 
     store = RevisionStore(project.state_dir)
     revisions = store.revisions()

@@ -122,6 +122,10 @@ def cli_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     for key in list(env):
         if key.startswith(("DOCKER_CLI_PLUGIN_", "COMPOSE_ROLLBACK_")):
             del env[key]
+    # An installed plugin runs from bytecode pip compiled at install time; from the working tree
+    # let Python cache it as it does by default (``__pycache__`` is git-ignored) instead of
+    # compiling every module on every run when the calling shell sets PYTHONDONTWRITEBYTECODE.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

@@ -19,7 +19,6 @@ import typer
 from compose_rollback import render
 from compose_rollback.errors import ExitCode, RollbackError, SettingsError
 from compose_rollback.plugin import Invocation
-from compose_rollback.settings import parse_duration
 
 app = typer.Typer(
     help="Deploy a Compose project with every image pinned to an immutable reference, gate it "
@@ -49,7 +48,11 @@ WaitLockOpt = Annotated[str | None, typer.Option(
 
 
 def _duration(value: str | None, flag: str) -> float | None:
-    return None if value is None else parse_duration(value, path=flag)
+    if value is None:
+        return None
+    from compose_rollback.settings import parse_duration
+
+    return parse_duration(value, path=flag)
 
 
 def _ctx(wait_lock: str | None = None) -> Any:

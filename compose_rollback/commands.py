@@ -12,10 +12,10 @@ from compose_rollback.deploy import project_settings, read_models, render_revisi
 from compose_rollback.dockerdata import check_compose
 from compose_rollback.errors import BadInput
 from compose_rollback.lock import now_iso
-from compose_rollback.overlay import checksum, pinned_service
+from compose_rollback.overlay import pinned_service
 from compose_rollback.pinning import Pin, keep_alive, pin_one
 from compose_rollback.project import check_files
-from compose_rollback.revisions import Revision
+from compose_rollback.revisions import Revision, checksum
 
 
 # -- status -----------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -138,13 +137,19 @@ def store_dir(project: Project, environ: Mapping[str, str]) -> Path:
 
 def _dir_setting(files: tuple[Path, ...]) -> str | None:
     """Read ``x-rollback.dir`` without calling compose (fast commands need no engine)."""
-    from compose_rollback.overlay import OverlayError, load_yaml
-
     found: str | None = None
     for path in files:
         try:
-            data: Any = load_yaml(path.read_text(encoding="utf-8"))
-        except (OSError, OverlayError, UnicodeDecodeError):
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if "x-rollback" not in text:
+            continue  # the common case needs no YAML parser (~15 ms of start-up)
+        from compose_rollback.overlay import OverlayError, load_yaml
+
+        try:
+            data: Any = load_yaml(text)
+        except OverlayError:
             continue
         block = data.get("x-rollback") if isinstance(data, dict) else None
         if isinstance(block, dict) and block.get("dir") is not None:
@@ -168,7 +173,7 @@ def author(project: Project) -> Author:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    return Author(user=user, host=socket.gethostname(), git=_git_commit(project),
+    return Author(user=user, host=os.uname().nodename, git=_git_commit(project),
                   created=now_iso())
 
 

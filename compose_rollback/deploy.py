@@ -8,7 +8,7 @@ result says which of the outcomes of the behaviour contract happened.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,10 +18,10 @@ from compose_rollback.gates.container import GateFailure, wait_healthy
 from compose_rollback.hooks import HookFailed, hook_env, notify, payload, run_hook
 from compose_rollback.interpolate import environment, settings_model
 from compose_rollback.lock import now_iso
-from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, checksum, pinned_service, render
+from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, pinned_service, render
 from compose_rollback.pinning import Pin, keep_alive, pin_services, prepare_images
 from compose_rollback.project import check_files
-from compose_rollback.revisions import Revision
+from compose_rollback.revisions import Revision, checksum
 from compose_rollback.settings import Settings, load_settings
 
 
@@ -77,7 +77,8 @@ def up(
     if dry_run:
         return _plan_only(ctx, model=model, snapshot=snapshot, services=services, build=build,
                           pull=pull, message=message)
-    with ctx.locked("up"):
+    with ctx.locked("up"), ThreadPoolExecutor(max_workers=1) as pool:
+        before = pool.submit(_restart_counts, ctx)  # side by side with pinning and recording
         revisions = ctx.store.revisions()
         current = ctx.store.current(revisions)
         number = ctx.store.next_number(revisions)
@@ -97,12 +98,14 @@ def up(
         revision = _record(ctx, number=number, kind="up", text=text, pins=pins,
                            message=message, restores=None, gated=services or everything)
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
-                            overrides=overrides, rollback=rollback, plan=changes)
+                            overrides=overrides, rollback=rollback, plan=changes,
+                            before=before)
 
 
 def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) -> DeployResult:
     """Reapply the last good revision before the current one (or ``to``) as a new revision."""
-    with ctx.locked("revert"):
+    with ctx.locked("revert"), ThreadPoolExecutor(max_workers=1) as pool:
+        before = pool.submit(_restart_counts, ctx)
         revisions = ctx.store.revisions()
         current = ctx.store.current(revisions)
         if to is not None:
@@ -129,7 +132,7 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
                         ctx.store.overlay_data(current)["services"] if current else {},
                         data["services"])
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
-                            overrides=overrides, rollback=True, plan=plan)
+                            overrides=overrides, rollback=True, plan=plan, before=before)
 
 
 # -- building a revision ----------------------------------------------------------------------
@@ -243,9 +246,15 @@ def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides) -
 
 
 # -- the transaction --------------------------------------------------------------------------
-def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings) -> GateFailure | None:
+def _restart_counts(ctx: Context) -> dict[str, int]:
+    """Restart count of every container of the project, before a revision is applied."""
+    return {c.id: c.restart_count for c in ctx.engine.containers(ctx.project.name)}
+
+
+def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings,
+                    before: Future[dict[str, int]] | None = None) -> GateFailure | None:
     engine = ctx.engine
-    before = {c.id: c.restart_count for c in engine.containers(ctx.project.name)}
+    restarts = before.result() if before is not None else _restart_counts(ctx)
     ctx.journal.write("apply", revision=revision.number)
     ctx.applied = True
     ctx.progress(f"applying revision {revision.number}")
@@ -258,17 +267,18 @@ def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings) -> Gat
     ctx.journal.write("gate", revision=revision.number)
     return wait_healthy(
         engine, project_name=ctx.project.name, services=list(revision.services),
-        settings=settings, restarts_before=before, progress=ctx.progress,
+        settings=settings, restarts_before=restarts, progress=ctx.progress,
     )
 
 
 def _transaction(
     ctx: Context, *, revision: Revision, previous: Revision | None, settings: Settings,
     overrides: Overrides, rollback: bool, plan: Sequence[Change],
+    before: Future[dict[str, int]] | None = None,
 ) -> DeployResult:
     """Apply and gate ``revision``; restore ``previous`` on failure; run hooks on the result."""
     result = _settle(ctx, revision=revision, previous=previous, settings=settings,
-                     overrides=overrides, rollback=rollback, plan=plan)
+                     overrides=overrides, rollback=rollback, plan=plan, before=before)
     _announce(ctx, settings, result, previous)
     return result
 
@@ -296,11 +306,12 @@ def _announce(ctx: Context, settings: Settings, result: DeployResult,
 def _settle(
     ctx: Context, *, revision: Revision, previous: Revision | None, settings: Settings,
     overrides: Overrides, rollback: bool, plan: Sequence[Change],
+    before: Future[dict[str, int]] | None,
 ) -> DeployResult:
     n = revision.number
     status = "failed"
     try:
-        failure = _apply_and_gate(ctx, revision, settings)
+        failure = _apply_and_gate(ctx, revision, settings, before)
     except KeyboardInterrupt:
         failure = GateFailure("", "", "interrupted by the user")
         status = "interrupted"

@@ -280,9 +280,16 @@ class Engine:
         return done.returncode, (done.stdout + done.stderr)
 
     def events(self, project_name: str, *, on_event: Callable[[Event], None]) -> EventStream:
-        """Start streaming the project's container events to ``on_event`` (a thread)."""
+        """Start streaming the project's container events to ``on_event`` (a thread).
+
+        Only the actions that change a container's state: every healthcheck run is also an
+        ``exec_create``/``exec_start``/``exec_die`` event, and with many services those would
+        wake the gate (and make it inspect the project) dozens of times a second.
+        """
         args = [*self.docker_cmd(), "events", "--format", "{{json .}}", "--filter",
                 "type=container", "--filter", f"label=com.docker.compose.project={project_name}"]
+        for action in STATE_ACTIONS:
+            args += ["--filter", f"event={action}"]
         return EventStream(args, on_event)
 
 
@@ -292,6 +299,11 @@ def _exception(done: subprocess.CompletedProcess[str]) -> DockerException:
     return DockerException([str(a) for a in done.args], done.returncode,
                            done.stdout.encode(), done.stderr.encode())
 
+
+#: Container events that change what the gate judges (``health_status`` matches every
+#: ``health_status: …`` action).
+STATE_ACTIONS = ("start", "restart", "die", "kill", "oom", "stop", "destroy", "pause", "unpause",
+                 "health_status")
 
 _UNREACHABLE_SIGNS = ("connection refused", "no such host", "i/o timeout", "dial tcp",
                       "network is unreachable", "TLS handshake timeout")

@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import json
 import os
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,7 +78,7 @@ def project_lock(
         stale = _read_holder(path)
         if stale is not None and notice is not None:
             notice(f"took over the lock left by {stale.describe()} (no longer running)")
-        me = Holder(os.getpid(), socket.gethostname(), command, now_iso())
+        me = Holder(os.getpid(), os.uname().nodename, command, now_iso())
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me.__dict__).encode(), 0)
         try:

@@ -9,7 +9,6 @@ no interpolated value (no secret) is ever written.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from collections.abc import Mapping
@@ -155,6 +154,3 @@ def parse(text: str) -> dict[str, Any]:
             raise OverlayError(f"service {name!r} has no pinned image")
     return data
 
-
-def checksum(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Sequence
@@ -165,6 +164,8 @@ def _cancel_on_signals(socket_name: str | None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     if not socket_name:
         return
+    import socket
+
     address = "\0" + socket_name[1:] if socket_name.startswith("@") else socket_name
     try:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -13,6 +13,7 @@ Layout, per compose project, in the project directory (``x-rollback.dir``, defau
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -22,12 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from compose_rollback.errors import CorruptRevision, UnknownRevision
-from compose_rollback.overlay import OverlayError, checksum, parse
 from compose_rollback.pinning import Pin
 
 FORMAT = 1
 STATUSES = ("pending", "deployed", "superseded", "failed", "interrupted")
 GITIGNORE = "# machine-local state of compose-rollback\nlock\njournal.jsonl\n*.tmp\n"
+
+
+def checksum(text: str) -> str:
+    """The sha256 history.json records for an overlay's text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,15 @@ class RevisionStore:
         return deployed[-1] if deployed else None
 
     def overlay_text(self, revision: Revision) -> str:
-        """The overlay's text, verified against the checksum recorded in the history."""
+        """The overlay's text, verified against the checksum recorded in the history and
+        read as an overlay."""
+        return self._verified(revision)[0]
+
+    def overlay_data(self, revision: Revision) -> dict[str, Any]:
+        return self._verified(revision)[1]
+
+    def _verified(self, revision: Revision, *, parse: bool = True
+                  ) -> tuple[str, dict[str, Any]]:
         path = self.root / revision.file
         try:
             text = path.read_text(encoding="utf-8")
@@ -158,14 +171,15 @@ class RevisionStore:
             raise CorruptRevision(str(path), error.strerror or "cannot be read") from error
         if checksum(text) != revision.sha256:
             raise CorruptRevision(str(path), "its checksum does not match history.json")
+        if not parse:
+            return text, {}
+        from compose_rollback.overlay import OverlayError
+        from compose_rollback.overlay import parse as parse_overlay
+
         try:
-            parse(text)
+            return text, parse_overlay(text)
         except OverlayError as error:
             raise CorruptRevision(str(path), str(error)) from error
-        return text
-
-    def overlay_data(self, revision: Revision) -> dict[str, Any]:
-        return parse(self.overlay_text(revision))
 
     def overlay_path(self, number: int) -> Path:
         return self.root / "revisions" / f"{number:04d}.yaml"
@@ -216,7 +230,8 @@ class RevisionStore:
         ]
         self.save(revisions)
         promoted = self.get(number, revisions)
-        atomic_write(self.current_path, self.overlay_text(promoted))
+        # Checksum only: these are the bytes validated when the revision was recorded.
+        atomic_write(self.current_path, self._verified(promoted, parse=False)[0])
         return revisions
 
     def remove(self, numbers: set[int]) -> None:

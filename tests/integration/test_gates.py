@@ -312,6 +312,29 @@ def test_crash_is_detected_from_the_event_without_sitting_out_the_timeout(
     assert took < 60, f"up took {took:.0f}s\n{transcript}"
 
 
+def test_the_gate_hears_state_changes_and_not_every_healthcheck_run(
+    project: ComposeProject, app: AppImages
+) -> None:
+    """Each healthcheck run is three exec_* events per container and interval: the gate's
+    stream must leave them out (with many services they woke the gate dozens of times a
+    second), and still carry die/start/health_status."""
+    from compose_rollback.dockerdata import Event
+    from compose_rollback.engine import Engine
+
+    write_compose(project, {"web": service(app.local("healthy"), env={"RELEASE": "1"})})
+    assert_deployed(up(project, code=0)[1], 1)
+    heard: list[Event] = []
+    with Engine().events(project.name, on_event=heard.append):
+        time.sleep(2.5)  # two or three healthcheck runs (the image probes every second)
+        project.compose("restart", "web")
+        wait_for(lambda: any(e.action.startswith("health_status") for e in heard), timeout=30,
+                 what="a health_status event after the restart")
+    actions = [e.action for e in heard]
+    assert not [a for a in actions if a.startswith("exec_")], actions
+    assert "die" in actions and "start" in actions, actions
+    assert all(e.service == "web" for e in heard), heard
+
+
 # -- one-shot jobs ------------------------------------------------------------------------------
 
 
