@@ -229,17 +229,27 @@ class Engine:
                 run([*self.docker_cmd(), "image", "rm", "--no-prune", *refs])
 
     # -- containers -------------------------------------------------------------------------
-    def containers(self, project_name: str) -> list[ContainerState]:
+    def containers(self, project_name: str, *, known: Sequence[str] = ()
+                   ) -> list[ContainerState]:
         """Every container of the project (one ``ps`` and one ``inspect`` call).
 
-        Called in the gate loop, so it has a time limit (the gate's own timeout must hold
-        even when the engine stalls) and tolerates a container removed between the calls.
+        ``known``: the containers the caller found last time; when all of them are still
+        there, one ``inspect`` call answers (the gate asks again on every event, and after
+        ``up`` the set of containers does not change). Called in the gate loop, so it has a
+        time limit (the gate's own timeout must hold even when the engine stalls) and
+        tolerates a container removed between the calls.
         """
+        if known:
+            found = self._inspect_containers(list(known))
+            if len(found) == len(set(known)):
+                return found
         ps = self._quick(["ps", "--all", "--quiet", "--no-trunc", "--filter",
                           f"label=com.docker.compose.project={project_name}"])
         if ps.returncode != 0:
             raise self._translate(_exception(ps))
-        ids = ps.stdout.split()
+        return self._inspect_containers(ps.stdout.split())
+
+    def _inspect_containers(self, ids: list[str]) -> list[ContainerState]:
         if not ids:
             return []
         inspected = self._quick(["container", "inspect", *ids])

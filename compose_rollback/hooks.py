@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -80,6 +78,9 @@ def notify(url: str | None, body: Mapping[str, Any], *,
     """POST the result; a webhook that fails is reported, never fatal."""
     if not url:
         return True
+    import urllib.error  # imported on use: most projects have no webhook
+    import urllib.request
+
     request = urllib.request.Request(
         url, data=json.dumps(body, sort_keys=True).encode(), method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "compose-rollback"})

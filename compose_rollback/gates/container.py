@@ -46,7 +46,8 @@ class GateFailure:
 
 
 class GateEngine(Protocol):
-    def containers(self, project_name: str) -> list[ContainerState]: ...
+    def containers(self, project_name: str, *, known: Sequence[str] = ()
+                   ) -> list[ContainerState]: ...
     def logs(self, container_id: str, *, tail: int = 20) -> str: ...
     def events(self, project_name: str, *,
                on_event: Callable[[Event], None]) -> EventStream: ...
@@ -103,6 +104,7 @@ def wait_healthy(
     start = time.monotonic()
     reported: dict[str, str] = {}
     events: list[Event] = []
+    known: list[str] = []
     try:
         with engine.events(project_name, on_event=wake.put):
             while True:
@@ -111,8 +113,9 @@ def wait_healthy(
                     container_id, failure = died
                     return replace(failure, logs=engine.logs(container_id, tail=10))
                 now = time.monotonic()
-                states = [c for c in engine.containers(project_name)
-                          if c.service in watches and not c.oneoff]
+                everyone = engine.containers(project_name, known=known)
+                known = [c.id for c in everyone]
+                states = [c for c in everyone if c.service in watches and not c.oneoff]
                 found = _check(states, watches, restarts_before)
                 if found is not None:
                     return _with_logs(engine, found, states)

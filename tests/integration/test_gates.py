@@ -335,6 +335,30 @@ def test_the_gate_hears_state_changes_and_not_every_healthcheck_run(
     assert all(e.service == "web" for e in heard), heard
 
 
+def test_the_gate_reinspects_known_containers_and_finds_new_ones_when_one_is_gone(
+    project: ComposeProject, app: AppImages
+) -> None:
+    """The gate asks with the containers it found last time (one inspect call); when one of
+    them is gone, the project is listed again, so a replacement is seen."""
+    from compose_rollback.engine import Engine
+
+    write_compose(project, {"web": service(app.local("healthy"), env={"RELEASE": "1"}),
+                            "db": service(app.local("healthy"), env={"RELEASE": "1"})})
+    assert_deployed(up(project, code=0)[1], 1)
+    engine = Engine()
+    first = engine.containers(project.name)
+    assert sorted(c.service for c in first) == ["db", "web"]
+    known = [c.id for c in first]
+    again = engine.containers(project.name, known=known)
+    assert sorted(c.id for c in again) == sorted(known)
+
+    project.compose("up", "-d", "--force-recreate", "--no-deps", "web")  # a new web container
+    after = engine.containers(project.name, known=known)
+    web = [c for c in after if c.service == "web"]
+    assert len(web) == 1 and web[0].id not in known, after
+    assert {c.service for c in after} == {"db", "web"}
+
+
 # -- one-shot jobs ------------------------------------------------------------------------------
 
 

@@ -76,7 +76,8 @@ class FakeEngine:
             info = self.inspect_images([image]).get(image)
             self.running[name] = info.id if info else image
 
-    def containers(self, project_name: str) -> list[ContainerState]:
+    def containers(self, project_name: str, *, known: Sequence[str] = ()
+                   ) -> list[ContainerState]:
         states = []
         for service, image_id in self.running.items():
             mode = self.behaviour.get(service, "healthy")

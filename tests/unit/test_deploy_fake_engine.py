@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +68,9 @@ def test_failed_gate_restores_last_good(ctx: tuple[Context, FakeEngine]) -> None
     engine.behaviour["web"] = "crash"
     original_containers = engine.containers
 
-    def crash_only_bad(project_name: str) -> list[Any]:
+    def crash_only_bad(project_name: str, *, known: Sequence[str] = ()) -> list[Any]:
         engine.behaviour["web"] = "crash" if engine.running.get("web") == BAD.id else "healthy"
-        return original_containers(project_name)
+        return original_containers(project_name, known=known)
 
     engine.containers = crash_only_bad  # type: ignore[method-assign]
     result = _up(context)
