@@ -94,12 +94,22 @@ def timed(args: Sequence[str], *, cwd: Path | None = None, env: Mapping[str, str
     sink = subprocess.DEVNULL if quiet else subprocess.PIPE
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(list(args), cwd=cwd, env=dict(env) if env is not None else None,
-                          stdout=sink, stderr=sink, text=True, timeout=timeout, check=False)
+    proc = subprocess.Popen(list(args), cwd=cwd, env=dict(env) if env is not None else None,
+                            stdout=sink, stderr=sink, text=True)
+    # No timeout= on the wait: with one, Popen.wait polls with sleeps of up to 50 ms, which
+    # rounded every quiet figure up to the next poll. A timer kills a command that hangs.
+    killer = threading.Timer(timeout, proc.kill)
+    killer.start()
+    try:
+        out, err = proc.communicate()
+    finally:
+        killer.cancel()
     seconds = time.perf_counter() - start
+    if seconds >= timeout:
+        raise subprocess.TimeoutExpired(list(args), timeout)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    result = Timed(seconds, proc.returncode, proc.stdout or "", proc.stderr or "", cpu)
+    result = Timed(seconds, proc.returncode, out or "", err or "", cpu)
     if expect is not None and proc.returncode != expect:
         raise BenchError(f"unexpected exit code (wanted {expect}):\n{result.describe(args)}")
     return result

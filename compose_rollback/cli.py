@@ -128,9 +128,10 @@ def _progress_view() -> LiveView:
     return LiveView(live=not plain)
 
 
-def _emit(as_json: bool, data: Any, text: Callable[[], str]) -> None:
+def _emit(as_json: bool, data: Callable[[], Any], text: Callable[[], str]) -> None:
+    """Print the JSON or the text rendering (each built only when asked for)."""
     if as_json:
-        print(json.dumps(data, indent=2, sort_keys=True))
+        print(json.dumps(data(), indent=2, sort_keys=True))
     else:
         out = text()
         if out:
@@ -195,7 +196,7 @@ def history(*, as_json: JsonOpt = False) -> None:
     from compose_rollback.context import history as read_history
 
     revisions = read_history(_ctx())
-    _emit(as_json, [r.to_json() for r in revisions], lambda: render.history(revisions))
+    _emit(as_json, lambda: [r.to_json() for r in revisions], lambda: render.history(revisions))
 
 
 @app.command()
@@ -204,7 +205,7 @@ def status(*, as_json: JsonOpt = False) -> None:
     from compose_rollback import commands
 
     report = commands.status(_ctx())
-    _emit(as_json, render.status_json(report), lambda: render.status(report))
+    _emit(as_json, lambda: render.status_json(report), lambda: render.status(report))
 
 
 @app.command()
@@ -219,7 +220,7 @@ def diff(
     from compose_rollback import commands
 
     report = commands.diff(_ctx(), a=a, b=b)
-    _emit(as_json, render.diff_json(report), lambda: render.diff(report))
+    _emit(as_json, lambda: render.diff_json(report), lambda: render.diff(report))
 
 
 @app.command()
@@ -229,7 +230,7 @@ def pin(*, message: MessageOpt = "", wait_lock: WaitLockOpt = None,
     from compose_rollback import commands
 
     revision = commands.pin(_ctx(wait_lock), message=message)
-    _emit(as_json, revision.to_json(),
+    _emit(as_json, revision.to_json,
           lambda: f"recorded revision {revision.number} ({len(revision.pins)} services)")
 
 
@@ -243,7 +244,7 @@ def prune(
     from compose_rollback import commands
 
     dropped = commands.prune(_ctx(wait_lock), keep=keep)
-    _emit(as_json, {"pruned": dropped},
+    _emit(as_json, lambda: {"pruned": dropped},
           lambda: f"pruned {len(dropped)} revision(s)"
           + (f": {', '.join(map(str, dropped))}" if dropped else ""))
 
@@ -257,7 +258,7 @@ def version(*, as_json: JsonOpt = False) -> None:
     inv: Invocation = _state["invocation"]
     engine = Engine(docker=DockerOptions(**inv.docker))  # type: ignore[arg-type]
     found = commands.versions(engine)
-    _emit(as_json, found.__dict__, lambda: f"compose-rollback {found.ours}\n"
+    _emit(as_json, lambda: found.__dict__, lambda: f"compose-rollback {found.ours}\n"
           f"Compose          {found.compose}\nDocker engine    {found.engine}")
 
 
@@ -269,7 +270,7 @@ def _overrides(timeout: str | None, min_healthy: str | None) -> Any:
 
 
 def _finish(result: Any, as_json: bool) -> None:
-    _emit(as_json, render.deploy_json(result), lambda: render.deploy(result))
+    _emit(as_json, lambda: render.deploy_json(result), lambda: render.deploy(result))
     if result.exit_code != ExitCode.OK:
         raise typer.Exit(int(result.exit_code))
 
