@@ -149,9 +149,10 @@ def pin(ctx: Context, *, message: str) -> Revision:
     with ctx.locked("pin"):
         revisions = ctx.store.revisions()
         number = ctx.store.next_number(revisions)
-        text = render_revision(ctx, number=number, message=message or "pinned what runs",
-                       restores=None, definitions=definitions, top_level=snapshot)
         who = author(project)
+        text = render_revision(ctx, number=number, message=message or "pinned what runs",
+                               restores=None, definitions=definitions, top_level=snapshot,
+                               who=who)
         revision = Revision(
             number=number, status="pending", kind="pin", created=who.created,
             file=f"revisions/{number:04d}.yaml", sha256=checksum(text), pins=pins,

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from compose_rollback.context import Context, author
+from compose_rollback.context import Author, Context, author
 from compose_rollback.dockerdata import ImageInfo
 from compose_rollback.errors import BadInput, ExitCode, MissingImage, RollbackError
 from compose_rollback.gates.container import GateFailure, wait_healthy
@@ -94,9 +94,10 @@ def up(
             current=current,
         )
         ctx.journal.begin("up", revision=number)
+        who = author(project)  # one reading for the file's header and the history
         text = render_revision(ctx, number=number, message=message, restores=None,
-                               definitions=definitions, top_level=snapshot)
-        revision = _record(ctx, number=number, kind="up", text=text, pins=pins,
+                               definitions=definitions, top_level=snapshot, who=who)
+        revision = _record(ctx, who, number=number, kind="up", text=text, pins=pins,
                            message=message, restores=None, gated=services or everything,
                            inspected=inspected)
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
@@ -125,9 +126,12 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
         number = ctx.store.next_number(revisions)
         message = message or f"revert to revision {target.number}"
         ctx.journal.begin("revert", revision=number, restores=target.number)
+        who = author(ctx.project)
         text = render_revision(ctx, number=number, message=message, restores=target.number,
+                               who=who,
                                definitions=data["services"], top_level=data)
-        revision = _record(ctx, number=number, kind="revert", text=text, pins=target.pins,
+        revision = _record(ctx, who, number=number, kind="revert", text=text,
+                           pins=target.pins,
                            inspected=inspected,
                            message=message, restores=target.number,
                            gated=sorted(data["services"]))
@@ -194,8 +198,9 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
 
 
 def render_revision(ctx: Context, *, number: int, message: str, restores: int | None,
-            definitions: Mapping[str, Any], top_level: Mapping[str, Any]) -> str:
-    who = author(ctx.project)
+                    definitions: Mapping[str, Any], top_level: Mapping[str, Any],
+                    who: Author | None = None) -> str:
+    who = who or author(ctx.project)
     header = Header(revision=number, created=who.created, message=message, user=who.user,
                     host=who.host, git=who.git, restores=restores)
     path = ctx.project.relative(ctx.store.overlay_path(number))
@@ -206,10 +211,9 @@ def render_revision(ctx: Context, *, number: int, message: str, restores: int | 
                   top_level=top, apply_hint=hint)
 
 
-def _record(ctx: Context, *, number: int, kind: str, text: str, pins: Mapping[str, Pin],
-            message: str, restores: int | None, gated: Sequence[str],
-            inspected: Sequence[ImageInfo] = ()) -> Revision:
-    who = author(ctx.project)
+def _record(ctx: Context, who: Author, *, number: int, kind: str, text: str,
+            pins: Mapping[str, Pin], message: str, restores: int | None,
+            gated: Sequence[str], inspected: Sequence[ImageInfo] = ()) -> Revision:
     revision = Revision(
         number=number, status="pending", kind=kind, created=who.created,
         file=f"revisions/{number:04d}.yaml", sha256=checksum(text), pins=dict(pins),
