@@ -104,7 +104,7 @@ def wait_healthy(
     start = time.monotonic()
     reported: dict[str, str] = {}
     events: list[Event] = []
-    known: list[str] = []
+    last: dict[str, ContainerState] = {}  # the latest inspection, by container id
     try:
         with engine.events(project_name, on_event=wake.put):
             while True:
@@ -113,8 +113,10 @@ def wait_healthy(
                     container_id, failure = died
                     return replace(failure, logs=engine.logs(container_id, tail=10))
                 now = time.monotonic()
-                everyone = engine.containers(project_name, known=known)
-                known = [c.id for c in everyone]
+                everyone = _healthy_from_events(last, events)
+                if everyone is None:
+                    everyone = engine.containers(project_name, known=list(last))
+                last = {c.id: c for c in everyone}
                 states = [c for c in everyone if c.service in watches and not c.oneoff]
                 found = _check(states, watches, restarts_before)
                 if found is not None:
@@ -265,6 +267,21 @@ def _died(events: Sequence[Event], watches: Mapping[str, _ServiceWatch],
             return event.container_id, GateFailure(event.service, event.name,
                                                    f"exited{code}")
     return None
+
+
+def _healthy_from_events(last: Mapping[str, ContainerState], events: Sequence[Event],
+                         ) -> list[ContainerState] | None:
+    """The containers as they are now, when the events since the last inspection only say
+    that some of them turned healthy (no inspection needed: any exit, restart, stop or change
+    of health would have come as an event too); None when they must be inspected."""
+    if not last or not events:
+        return None
+    if not all(e.action == "health_status: healthy" and e.container_id in last for e in events):
+        return None
+    now = dict(last)
+    for event in events:
+        now[event.container_id] = replace(now[event.container_id], health="healthy")
+    return list(now.values())
 
 
 def _with_logs(engine: GateEngine, failure: GateFailure,

@@ -13,9 +13,9 @@ from typing import ClassVar
 
 import pytest
 
-from compose_rollback.dockerdata import ContainerState
+from compose_rollback.dockerdata import ContainerState, Event
 from compose_rollback.errors import BadInput, SettingsError
-from compose_rollback.gates.container import judge
+from compose_rollback.gates.container import _healthy_from_events, judge
 from compose_rollback.gates.probes import (
     Outcome,
     ProbeRunner,
@@ -53,6 +53,24 @@ def _state(**kw: object) -> ContainerState:
 ])
 def test_container_verdicts(kw: dict[str, object], oneshot: bool, verdict: str) -> None:
     assert judge(_state(**kw), restarts_before=0, oneshot=oneshot)[0] == verdict
+
+
+def test_health_events_alone_update_the_last_inspection_and_anything_else_asks_docker() -> None:
+    web, db = _state(health="starting"), _state(id="c2", name="p-db-1", service="db")
+    last = {web.id: web, db.id: db}
+
+    def event(action: str, container: str = "c1") -> Event:
+        return Event(action=action, container_id=container, service="web", time_nano=1)
+
+    now = _healthy_from_events(last, [event("health_status: healthy")])
+    assert now is not None
+    assert {c.id: c.health for c in now} == {"c1": "healthy", "c2": "healthy"}
+    assert last["c1"].health == "starting"  # the last inspection itself is left as it was
+    for events in ([], [event("health_status: unhealthy")], [event("die")],
+                   [event("health_status: healthy"), event("restart")],
+                   [event("health_status: healthy", "c9")]):
+        assert _healthy_from_events(last, events) is None, events
+    assert _healthy_from_events({}, [event("health_status: healthy")]) is None
 
 
 def test_restart_counts_compare_with_before_the_deploy() -> None:
