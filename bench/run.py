@@ -30,7 +30,9 @@ if __package__ in (None, ""):
 from bench import cli_latency, deploys, detect, recover, report
 from bench.common import REPO, BenchError, log, workspace
 
-SECTIONS = ("recover", "detect", "overhead", "cli", "scale")
+#: Run order: the CLI latencies first, before the sections that leave dozens of containers
+#: probing their health behind them (the load average lags minutes behind).
+SECTIONS = ("cli", "recover", "detect", "overhead", "scale")
 RESULTS = REPO / "bench" / "results" / "latest.json"
 
 
@@ -172,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         with workspace(variants) as space:
             for name in args.sections:
                 log(f"== section {name}")
-                began = time.monotonic()
+                began, load = time.monotonic(), os.getloadavg()[0]
                 try:
                     data["sections"][name] = run_section(name, space, args)
                 except BenchError as error:
@@ -181,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception:
                     log(f"section {name} crashed:\n{traceback.format_exc()}")
                     data["errors"][name] = traceback.format_exc()[-4000:]
-                data["sections"].setdefault(name, {})["seconds"] = round(
-                    time.monotonic() - began, 1)
+                section = data["sections"].setdefault(name, {})
+                section["seconds"] = round(time.monotonic() - began, 1)
+                section["loadavg_start"] = round(load, 2)
     except KeyboardInterrupt:
         data["errors"]["interrupted"] = "interrupted; partial results"
         log("interrupted: cleaned up, writing partial results")
