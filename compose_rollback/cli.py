@@ -4,8 +4,6 @@ The only module that imports typer. Every error of the core arrives here as a
 ``RollbackError`` and leaves as one line on stderr and a named exit code.
 """
 
-from __future__ import annotations
-
 import json
 import os
 import sys
