@@ -128,13 +128,10 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
         ctx.journal.begin("revert", revision=number, restores=target.number)
         who = author(ctx.project)
         text = render_revision(ctx, number=number, message=message, restores=target.number,
-                               who=who,
-                               definitions=data["services"], top_level=data)
+                               definitions=data["services"], top_level=data, who=who)
         revision = _record(ctx, who, number=number, kind="revert", text=text,
-                           pins=target.pins,
-                           inspected=inspected,
-                           message=message, restores=target.number,
-                           gated=sorted(data["services"]))
+                           pins=target.pins, message=message, restores=target.number,
+                           gated=sorted(data["services"]), inspected=inspected)
         plan = _changes(current.pins if current else {}, target.pins,
                         ctx.store.overlay_data(current)["services"] if current else {},
                         data["services"])
