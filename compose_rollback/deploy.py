@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from compose_rollback.context import Author, Context, author
 from compose_rollback.dockerdata import ImageInfo
 from compose_rollback.errors import BadInput, ExitCode, MissingImage, RollbackError
-from compose_rollback.gates.container import GateFailure, wait_healthy
+from compose_rollback.gates.container import GateFailure
 from compose_rollback.hooks import HookFailed, hook_env, notify, payload, run_hook
 from compose_rollback.interpolate import environment, settings_model
 from compose_rollback.lock import now_iso
@@ -23,6 +23,9 @@ from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, pinned_service, ren
 from compose_rollback.pinning import Pin, keep_alive, pin_services, prepare_images
 from compose_rollback.project import check_files
 from compose_rollback.revisions import Revision, checksum
+from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
+from compose_rollback.rollout.labels import labelled, without_label
+from compose_rollback.rollout.orchestrator import Outcome, orchestrator_for
 from compose_rollback.settings import Settings, load_settings
 
 
@@ -91,7 +94,7 @@ def up(
             raise HookFailed("pre_up", settings.hooks.pre_up or "", code)
         definitions, pins, changes, inspected = _compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
-            current=current,
+            current=current, number=number,
         )
         ctx.journal.begin("up", revision=number)
         who = author(project)  # one reading for the file's header and the history
@@ -143,6 +146,7 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
 def _compose_revision(
     ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
     services: Sequence[str], build: bool, pull: str | None, current: Revision | None,
+    number: int,
 ) -> tuple[dict[str, Any], dict[str, Pin], list[Change], list[ImageInfo]]:
     """Definitions and pins: named services anew, the others kept from the current revision;
     and the images inspected for them."""
@@ -156,7 +160,8 @@ def _compose_revision(
                             pull=pull)
     pins = pin_services(project=ctx.project, model=model, services=fresh, images=images)
     definitions: dict[str, Any] = {
-        s: pinned_service(snapshot["services"][s], image=pins[s].image, local=pins[s].local)
+        s: labelled(pinned_service(snapshot["services"][s], image=pins[s].image,
+                                   local=pins[s].local), previous=previous.get(s), number=number)
         for s in fresh
     }
     for s in keep:
@@ -176,7 +181,7 @@ def _changes(before: Mapping[str, Pin], after: Mapping[str, Pin],
 
 
 def _config(definition: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (definition or {}).items() if k != "image"}
+    return {k: v for k, v in without_label(definition).items() if k != "image"}
 
 
 def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
@@ -187,7 +192,7 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
     number = ctx.store.next_number(revisions)
     definitions, _, changes, _ = _compose_revision(ctx, model=model, snapshot=snapshot,
                                                 services=services, build=build, pull=pull,
-                                                current=current)
+                                                current=current, number=number)
     text = render_revision(ctx, number=number, message=message, restores=None,
                            definitions=definitions, top_level=snapshot)
     return DeployResult("dry_run", ExitCode.OK, f"dry run: revision {number} not recorded",
@@ -244,8 +249,13 @@ def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:
-    """Settings of a non-interpolated model, interpolated in memory from the environment."""
-    return load_settings(settings_model(model, environment(ctx.project)))
+    """Settings of a non-interpolated model, interpolated in memory from the environment,
+    with the rollout's own (``deploy.update_config`` & co) checked before anything runs."""
+    env = environment(ctx.project)
+    rollout = load_rollout(model, env)
+    check_overlap(rollout, sorted(rollout.services))
+    return with_monitor(replace(load_settings(settings_model(model, env)), rollout=rollout),
+                        model)
 
 
 def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides) -> Settings:
@@ -259,24 +269,15 @@ def _restart_counts(ctx: Context) -> dict[str, int]:
     return {c.id: c.restart_count for c in ctx.engine.containers(ctx.project.name)}
 
 
-def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings,
-                    before: Future[dict[str, int]] | None = None) -> GateFailure | None:
-    engine = ctx.engine
+def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings, *,
+                    leaving: Revision | None, back: bool,
+                    before: Future[dict[str, int]] | None = None) -> Outcome:
     restarts = before.result() if before is not None else _restart_counts(ctx)
     ctx.journal.write("apply", revision=revision.number)
     ctx.applied = True
     ctx.progress(f"applying revision {revision.number}")
-    try:
-        engine.up(ctx.project, overlay=ctx.store.root / revision.file,
-                  started=lambda pid: ctx.journal.write("compose", revision=revision.number,
-                                                        compose_pid=pid))
-    except RollbackError as error:
-        return GateFailure("", "", f"docker compose up failed: {error.one_line()}")
-    ctx.journal.write("gate", revision=revision.number)
-    return wait_healthy(
-        engine, project_name=ctx.project.name, services=list(revision.services),
-        settings=settings, restarts_before=restarts, progress=ctx.progress,
-    )
+    return orchestrator_for(ctx).roll_out(revision=revision, leaving=leaving,
+                                          settings=settings, back=back, restarts=restarts)
 
 
 def _transaction(
@@ -318,8 +319,12 @@ def _settle(
 ) -> DeployResult:
     n = revision.number
     status = "failed"
+    discard: tuple[str, ...] = ()
+    action = "rollback"
     try:
-        failure = _apply_and_gate(ctx, revision, settings, before)
+        outcome = _apply_and_gate(ctx, revision, settings, leaving=previous,
+                                  back=revision.kind == "revert", before=before)
+        failure, discard, action = outcome.failure, outcome.discard, outcome.action
     except KeyboardInterrupt:
         failure = GateFailure("", "", "interrupted by the user")
         status = "interrupted"
@@ -332,6 +337,9 @@ def _settle(
                             revision=n, plan=plan)
     reason = failure.summary()
     ctx.progress(f"revision {n} failed: {reason}")
+    if action != "rollback" and rollback:
+        return _stay(ctx, revision=revision, status=status, failure=failure, action=action,
+                     plan=plan)
     if not rollback or previous is None:
         ctx.store.update(n, status=status, reason=reason, finished=now_iso())
         ctx.journal.end(revision=n)
@@ -345,21 +353,40 @@ def _settle(
             "its containers are left as they are for inspection", revision=n,
             failure=failure, plan=plan)
     return _restore(ctx, failed=revision, status=status, failure=failure, previous=previous,
-                    overrides=overrides, plan=plan)
+                    overrides=overrides, plan=plan, discard=discard)
+
+
+def _stay(ctx: Context, *, revision: Revision, status: str, failure: GateFailure, action: str,
+          plan: Sequence[Change]) -> DeployResult:
+    """``failure_action: pause|continue``: no way back; say exactly what runs."""
+    n, reason = revision.number, failure.summary()
+    ctx.store.update(n, status=status, reason=reason, finished=now_iso())
+    ctx.journal.end(revision=n)
+    runs = orchestrator_for(ctx).what_runs() or "nothing"
+    word = "paused" if action == "pause" else "went on past the failure"
+    return DeployResult("failed", ExitCode.ROLLED_BACK,
+                        f"revision {n} failed: {reason}; {word} (failure_action: {action}), "
+                        f"not rolled back; running now: {runs}", revision=n, failure=failure,
+                        plan=plan)
 
 
 def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailure,
-             previous: Revision, overrides: Overrides, plan: Sequence[Change]) -> DeployResult:
+             previous: Revision, overrides: Overrides, plan: Sequence[Change],
+             discard: Sequence[str] = ()) -> DeployResult:
     n, p = failed.number, previous.number
     reason = failure.summary()
     ctx.journal.write("restore", revision=n, restores=p)
     ctx.progress(f"restoring revision {p}")
     try:
+        # A release that failed its gates is owed no graceful shutdown: kill it first, so the
+        # way back never waits for its stop_grace_period.
+        orchestrator_for(ctx).discard(discard)
         # Metric gates judge a window of the past that still holds the failed revision's
         # errors (and need a Prometheus that may be what failed): a restore is judged by
         # its containers and probes only.
         settings = _revision_settings(ctx, previous, overrides).without_gates("prometheus")
-        restore_failure = _apply_and_gate(ctx, previous, settings)
+        restore_failure = _apply_and_gate(ctx, previous, settings, leaving=failed,
+                                          back=True).failure
     except RollbackError as error:
         restore_failure = GateFailure("", "", error.one_line())
     except KeyboardInterrupt:  # a second interrupt: stop at once, say where things stand

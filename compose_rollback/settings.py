@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compose_rollback.errors import SettingsError
 from compose_rollback.gates.specs import GateSpec, Hooks, parse_gates, parse_hooks
+
+if TYPE_CHECKING:
+    from compose_rollback.rollout.config import RolloutConfig
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -71,6 +74,15 @@ def _relative_dir(value: object, *, path: str) -> str:
     return value
 
 
+def _command(value: object, *, path: str) -> tuple[str, ...]:
+    if isinstance(value, str) and value.strip():
+        return ("sh", "-c", value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise SettingsError(path, f"expected a command (a string or a list of strings), "
+                        f"got {value!r}")
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """Gate settings for one service, after project defaults and CLI flags are applied."""
@@ -79,6 +91,8 @@ class ServiceSettings:
     min_healthy: float = 10.0
     oneshot: bool = False  # a job that must exit 0 (a migration), not keep running
     gates: tuple[GateSpec, ...] = ()
+    drain: float = 3.0  # start-first: time an old container stays up after the new one passed
+    pre_stop: tuple[str, ...] = ()  # run in each old container before the drain wait
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,9 @@ class Settings:
     dir: str = ".rollback"
     gates: tuple[GateSpec, ...] = ()  # project-wide; those naming a service belong to it
     hooks: Hooks = field(default_factory=Hooks)
+    drain: float = 3.0
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
+    rollout: RolloutConfig | None = None  # deploy.update_config & co (rollout.config)
 
     def gates_for(self, service: str) -> tuple[GateSpec, ...]:
         own = self.for_service(service).gates
@@ -110,7 +126,8 @@ class Settings:
 
     def for_service(self, name: str) -> ServiceSettings:
         return self.services.get(
-            name, ServiceSettings(timeout=self.timeout, min_healthy=self.min_healthy)
+            name, ServiceSettings(timeout=self.timeout, min_healthy=self.min_healthy,
+                                  drain=self.drain)
         )
 
     def with_overrides(
@@ -136,11 +153,14 @@ _PROJECT_KEYS: dict[str, Parser] = {
     "dir": _relative_dir,
     "gates": lambda v, *, path: parse_gates(v, path=path, service=None),
     "hooks": lambda v, *, path: parse_hooks(v, path=path),
+    "drain": parse_duration,
 }
 _SERVICE_KEYS: dict[str, Parser] = {
     "timeout": parse_duration,
     "min_healthy": parse_duration,
     "oneshot": _flag,
+    "drain": parse_duration,
+    "pre_stop": lambda v, *, path: _command(v, path=path),
 }
 
 
@@ -174,6 +194,7 @@ def load_settings(model: Mapping[str, Any]) -> Settings:
             timeout=own.get("timeout", base.timeout),
             min_healthy=own.get("min_healthy", base.min_healthy),
             oneshot=own.get("oneshot", False), gates=own.get("gates", ()),
+            drain=own.get("drain", base.drain), pre_stop=own.get("pre_stop", ()),
         )
     unknown = [g for g in base.gates if g.service is not None and g.service not in services]
     if unknown:
