@@ -1,0 +1,178 @@
+"""Issue 11: start-first rollouts and the way back, against the real engine.
+
+- a good start-first deploy replaces every container (old ids gone), the new ones are healthy,
+  carry the overlay's config hash, and a plain ``compose -f compose.yaml -f <revision> up -d``
+  afterwards changes nothing;
+- a broken release (unhealthy; crash at start) exits 1, the old containers keep their ids and
+  their ``StartedAt`` (never restarted), the new ones are gone;
+- an app that ignores its stop signal: the failed revision's containers are killed (SIGKILL
+  first, no stop signal), whatever the order; the time is measured against the grace period;
+- a fixed host port asking for start-first: exit 2, nothing changed;
+- a service whose definition did not change is not recreated, and every container carries
+  the revision in which its service last changed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from support.compose_project import ComposeProject
+from support.helpers import docker, free_port
+from support.testimages import AppImages
+
+pytestmark = pytest.mark.docker
+
+FAST = ("--min-healthy", "1s", "--timeout", "60s")
+REVISION_LABEL = "org.compose-rollback.revision"
+HASH_LABEL = "com.docker.compose.config-hash"
+
+
+def _compose(image: str, *, order: str = "start-first", replicas: int = 2, extra: str = "",
+             db: str | None = None) -> str:
+    lines = [
+        "services:",
+        "  web:",
+        f"    image: {image}",
+        "    pull_policy: never",
+        "    healthcheck: {interval: 1s, timeout: 10s, retries: 2}",
+        "    deploy:",
+        f"      replicas: {replicas}",
+        f"      update_config: {{order: {order}}}",
+        "    x-rollback: {drain: 0s}",
+    ]
+    lines += [f"    {line}" for line in extra.splitlines() if line]
+    if db is not None:
+        lines += ["    depends_on: [db]", "  db:", f"    image: {db}", "    pull_policy: never",
+                  "    healthcheck: {interval: 1s, timeout: 10s, retries: 2}"]
+    return "\n".join(lines) + "\n"
+
+
+def _states(project: ComposeProject, service: str = "web") -> dict[str, dict[str, Any]]:
+    """Container id -> what a restart or recreation would change."""
+    return {c["Id"]: {"started": c["State"]["StartedAt"], "restarts": c["RestartCount"],
+                      "status": c["State"]["Status"],
+                      "health": (c["State"].get("Health") or {}).get("Status"),
+                      "hash": c["Config"]["Labels"].get(HASH_LABEL),
+                      "revision": c["Config"]["Labels"].get(REVISION_LABEL)}
+            for c in project.containers(service)}
+
+
+def _history(project: ComposeProject) -> list[dict[str, Any]]:
+    out = project.run("history", "--json", check=True).stdout
+    data = json.loads(out)
+    return list(data["revisions"] if isinstance(data, dict) else data)
+
+
+def test_good_start_first_deploy_replaces_every_container(
+        project: ComposeProject, images: AppImages) -> None:
+    project.write(_compose(images.local("healthy")))
+    project.run("up", *FAST, check=True)
+    first = _states(project)
+    assert len(first) == 2
+    tag = f"{project.name}-web:next"
+    images.build_fresh("healthy", tag)
+    project.write(_compose(tag))
+    began = time.monotonic()
+    project.run("up", *FAST, check=True)
+    print(f"start-first good deploy of 2 replicas: {time.monotonic() - began:.1f}s")
+    second = _states(project)
+    assert len(second) == 2 and not set(second) & set(first)
+    assert all(s["status"] == "running" and s["health"] == "healthy" for s in second.values())
+    assert {s["revision"] for s in second.values()} == {"2"}
+    overlay = project.state_dir / "revisions" / "0002.yaml"
+    files = ("-f", "compose.yaml", "-f", str(overlay))
+    wanted = project.compose(*files, "config", "--hash", "web").stdout.split()[1]
+    assert {s["hash"] for s in second.values()} == {wanted}
+    project.compose(*files, "up", "-d")  # the revision file reproduces the state: a no-op
+    assert _states(project) == second
+
+
+@pytest.mark.parametrize("variant", ["unhealthy", "crash"])
+def test_broken_start_first_release_never_touches_the_old_containers(
+        project: ComposeProject, images: AppImages, variant: str) -> None:
+    project.write(_compose(images.local("healthy")))
+    project.run("up", *FAST, check=True)
+    before = _states(project)
+    project.write(_compose(images.local(variant)))
+    result = project.run("up", *FAST, check=1)
+    assert "kept serving" in result.stderr
+    assert _states(project) == before  # same ids, same StartedAt, never restarted
+    assert [r["status"] for r in _history(project)] == ["deployed", "failed"]
+
+
+def _kills(project: ComposeProject, since: float, until: float) -> dict[str, list[str]]:
+    """Container id -> the signals it was sent, in order (from the engine's own events)."""
+    out = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format",
+                 "{{json .}}", "--filter", f"label=com.docker.compose.project={project.name}",
+                 "--filter", "event=kill").stdout
+    found: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        event = json.loads(line)
+        signal = event["Actor"]["Attributes"].get("signal", "")
+        found.setdefault(event["id"], []).append(signal)
+    return found
+
+
+@pytest.mark.parametrize("order", ["stop-first", "start-first"])
+def test_failed_revision_of_an_app_ignoring_sigterm_is_killed_at_once(
+        project: ComposeProject, images: AppImages, order: str) -> None:
+    """SIGWINCH is ignored by the app's PID 1 (no handler): ``docker stop`` waits the grace."""
+    grace = 6
+    extra = f"stop_signal: SIGWINCH\nstop_grace_period: {grace}s"
+    project.write(_compose(images.local("healthy"), order=order, replicas=1, extra=extra))
+    project.run("up", *FAST, check=True)
+    good = set(_states(project))
+    project.write(_compose(images.local("unhealthy"), order=order, replicas=1, extra=extra))
+    began = time.time()
+    project.run("up", *FAST, check=1)
+    ended = time.time()
+    kills = _kills(project, began, ended + 1)
+    failed = {cid: signals for cid, signals in kills.items() if cid not in good}
+    assert failed, f"no kill of the failed revision's container in {kills}"
+    for signals in failed.values():
+        assert signals[0] == "9", f"the failed container got {signals} (a stop signal first)"
+    print(f"{order}: broken release deploy + way back took {ended - began:.1f}s "
+          f"(stop grace {grace}s; stop-first pays it once, for the good release)")
+    if order == "start-first":
+        assert good == set(_states(project))  # the good container was never stopped
+        assert good.isdisjoint(kills)
+
+
+def test_fixed_host_port_with_start_first_is_refused(
+        project: ComposeProject, images: AppImages) -> None:
+    port = free_port()
+    project.write(_compose(images.local("healthy"), order="stop-first", replicas=1,
+                           extra=f'ports: ["127.0.0.1:{port}:8080"]'))
+    project.run("up", *FAST, check=True)
+    before = _states(project)
+    history = (project.state_dir / "history.json").read_text()
+    project.write(_compose(images.local("healthy"), order="start-first", replicas=1,
+                           extra=f'ports: ["127.0.0.1:{port}:8080"]'))
+    result = project.run("up", *FAST, check=2)
+    line = result.stderr.strip().splitlines()[-1]
+    assert "services.web.deploy.update_config.order" in line
+    assert "fixed host port" in line and "stop-first" in line and "proxy" in line
+    assert _states(project) == before
+    assert (project.state_dir / "history.json").read_text() == history
+
+
+def test_unchanged_service_is_not_recreated(project: ComposeProject, images: AppImages) -> None:
+    healthy = images.local("healthy")
+    project.write(_compose(healthy, replicas=1, db=healthy))
+    project.run("up", *FAST, check=True)
+    db, web = _states(project, "db"), _states(project)
+    tag = f"{project.name}-web:next"
+    images.build_fresh("healthy", tag)
+    project.write(_compose(tag, replicas=1, db=healthy))
+    project.run("up", *FAST, check=True)
+    assert _states(project, "db") == db  # same container, same StartedAt
+    assert {s["revision"] for s in _states(project, "db").values()} == {"1"}
+    assert set(_states(project)).isdisjoint(web)
+    assert {s["revision"] for s in _states(project).values()} == {"2"}
+    again = _states(project)
+    project.run("up", *FAST, check=True)  # nothing changed at all: nothing touched
+    assert _states(project) == again and _states(project, "db") == db
