@@ -34,7 +34,8 @@ class UpdateConfig:
     """``deploy.update_config`` (or ``rollback_config``) of one service."""
 
     order: str = "stop-first"
-    parallelism: int = 1  # 0: every replica at once
+    # 0: every replica at once, as Compose recreates (Swarm's default is 1: written, it rolls)
+    parallelism: int = 0
     delay: float = 0.0
     monitor: float | None = None  # None: the gate's own soak (x-rollback min_healthy)
     failure_action: str = "rollback"  # Swarm's default is pause; ours is the way back
@@ -53,6 +54,12 @@ class ServiceRollout:
 
     def config(self, *, back: bool) -> UpdateConfig:
         return (self.rollback or self.update) if back else self.update
+
+    def own_step(self, *, back: bool) -> bool:
+        """True when the service is not simply part of one ``compose up`` (start-first, or
+        rolling: fewer replicas at a time than it has)."""
+        config = self.config(back=back)
+        return config.order == "start-first" or 0 < config.parallelism < self.replicas
 
 
 @dataclass(frozen=True)
@@ -105,7 +112,7 @@ def _update(block: object, *, path: str) -> UpdateConfig:
     monitor = block.get("monitor")
     return UpdateConfig(
         order=order, failure_action=action,
-        parallelism=_count(block.get("parallelism", 1), path=f"{path}.parallelism"),
+        parallelism=_count(block.get("parallelism", 0), path=f"{path}.parallelism"),
         delay=parse_duration(block.get("delay", 0), path=f"{path}.delay"),
         monitor=None if monitor is None else parse_duration(monitor, path=f"{path}.monitor"),
         max_failure_ratio=_ratio(block.get("max_failure_ratio", 0),

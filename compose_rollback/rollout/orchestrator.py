@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from compose_rollback.gates.container import GateFailure
-from compose_rollback.rollout import start_first, stop_first
+from compose_rollback.rollout import rolling, start_first, stop_first
 from compose_rollback.rollout.base import StepRun
 from compose_rollback.rollout.config import RolloutConfig
 from compose_rollback.rollout.labels import CONFIG_HASH, REVISION_LABEL
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from compose_rollback.revisions import Revision
 
 COMPLETED, FAILED = "completed", "failed"  # the terminal states of a rollout
+STRATEGIES = {"stop-first": stop_first.run, "start-first": start_first.run,
+              "rolling": rolling.run}
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,7 @@ class ComposeOrchestrator:
                           overlay=self.ctx.store.root / revision.file,
                           settings=settings if last else _service_gates_only(settings),
                           restarts=restarts, all_services=everything)
-            strategy = start_first if step.order == "start-first" else stop_first
-            failure = strategy.run(run)
+            failure = STRATEGIES[step.order](run)
             if failure is None:
                 continue
             action = rollout.of(failure.service).config(back=back).failure_action \
@@ -98,7 +99,7 @@ class ComposeOrchestrator:
     def _plan(self, revision: Revision, leaving: Revision | None, settings: Settings,
               rollout: RolloutConfig, *, back: bool) -> Plan:
         services = sorted(revision.pins)
-        if not any(rollout.of(s).config(back=back).order == "start-first" for s in services):
+        if not any(rollout.of(s).own_step(back=back) for s in services):
             # All stop-first: one compose up, as Compose itself would; no hashes needed.
             return Plan((Step("stop-first", tuple(services), tuple(revision.services)),))
         hashes, previous = self._hashes(revision, leaving)

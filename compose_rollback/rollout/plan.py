@@ -32,7 +32,8 @@ class Step:
     gated: tuple[str, ...]  # the services whose containers this step's gate judges
     old: tuple[str, ...] = ()  # start-first: the containers serving now (kept until proven)
     strays: tuple[str, ...] = ()  # containers of neither revision (a cut-off rollout's)
-    replicas: int = 1
+    replicas: int = 1  # new containers to start
+    keep: tuple[str, ...] = ()  # containers of the revision already running, kept
     update: UpdateConfig = field(default_factory=UpdateConfig)
 
 
@@ -43,8 +44,8 @@ class Plan:
     def describe(self) -> list[str]:
         lines = []
         for step in self.steps:
-            if step.order == "start-first":
-                lines.append(f"{step.services[0]}: start-first, {step.replicas} new beside "
+            if step.order in ("start-first", "rolling"):
+                lines.append(f"{step.services[0]}: {step.order}, {step.replicas} new beside "
                              f"{len(step.old)} running")
             else:
                 lines.append(f"stop-first: {', '.join(step.services)}")
@@ -105,9 +106,11 @@ def build_plan(
 
 def _start_first(name: str, mine: Sequence[ContainerState], expected: str,
                  previous: str | None, replicas: int, config: UpdateConfig) -> Step | None:
-    """A start-first step for the service, or None when a plain ``up`` is what it needs
-    (stop-first asked for, nothing running to keep, or nothing to change)."""
-    if config.order != "start-first" or replicas == 0:
+    """A step of its own for the service (start-first, or rolling in batches), or None when
+    the stop-first group's plain ``up`` is what it needs (Compose's recreate asked for,
+    nothing running to keep, or nothing to change)."""
+    rolling = 0 < config.parallelism < replicas
+    if (config.order != "start-first" and not rolling) or replicas == 0:
         return None
     matching = [c for c in mine if c.labels.get(CONFIG_HASH) == expected]
     others = [c for c in mine if c not in matching]
@@ -115,17 +118,22 @@ def _start_first(name: str, mine: Sequence[ContainerState], expected: str,
     if previous not in (None, expected) and any(
             c.labels.get(CONFIG_HASH) == previous for c in running):
         old = [c for c in running if c.labels.get(CONFIG_HASH) == previous]
-    elif any(c.status == "running" for c in matching):
+    elif any(c.status == "running" for c in matching) and config.order == "start-first":
         old = []  # the revision serves already: whatever else runs is left over
     else:
         old = running  # what serves now, whichever revision it came from
-    strays = [c for c in others if c not in old]
+    # Running containers of the revision count towards its replicas (a rolling update that
+    # stopped half-way, on its way back); anything else is left over and goes first.
+    keep = [c for c in matching if c.status == "running"]
+    strays = [c for c in mine if c not in old and c not in keep]
+    missing = max(0, replicas - len(keep))
+    if not old and not strays:
+        return None  # nothing to keep serving: a plain up creates or leaves it
     if not old:
-        if not strays:
-            return None  # nothing to keep serving: a plain up creates or leaves it
         return Step("start-first", (name,), (name,), strays=tuple(c.id for c in strays),
                     replicas=replicas, update=config)
-    # Containers of this revision found beside the old ones were never proven: start afresh.
-    return Step("start-first", (name,), (name,), old=tuple(c.id for c in old),
-                strays=tuple(c.id for c in [*strays, *matching]), replicas=replicas,
+    order = "rolling" if rolling else "start-first"
+    return Step(order, (name,), (name,), old=tuple(c.id for c in old),
+                strays=tuple(c.id for c in strays), replicas=missing,
+                keep=tuple(c.id for c in keep),
                 update=config)

@@ -34,9 +34,9 @@ def run(step: StepRun) -> GateFailure | None:
         engine.remove_containers(list(plan.strays))
     if not plan.old:  # nothing serving to keep: a plain up
         return stop_first.run(step)
-    old = set(plan.old)
+    old = set(plan.old) | set(plan.keep)  # anything running now is not new
     ctx.progress(ServiceLine(name, f"starting {plan.replicas} new container(s) beside "
-                             f"{len(old)} running (start-first)"))
+                             f"{len(plan.old)} running (start-first)"))
     ctx.journal.write("start-first", revision=step.revision, service=name, old=sorted(old))
     new: list[str] = []
     try:
@@ -45,43 +45,43 @@ def run(step: StepRun) -> GateFailure | None:
                       services=[name], scale={name: len(old) + plan.replicas},
                       recreate=False)
         except RollbackError as error:
-            new = _new(step, old)
-            _discard(step, new)
+            new = new_containers(step, old)
+            discard(step, new)
             return GateFailure(name, "", f"docker compose up failed: {error.one_line()}")
-        new = _new(step, old)
+        new = new_containers(step, old)
         ctx.journal.write("gate", revision=step.revision, service=name, new=new)
         failure = wait_healthy(
             engine, project_name=ctx.project.name, services=[name], settings=step.settings,
-            restarts_before=step.restarts, progress=ctx.progress, only=set(new),
+            restarts_before=step.restarts, progress=ctx.progress,
+            only={*new, *plan.keep},
         )
     except BaseException:  # an interrupt included: the unproven containers go, the old stay
-        _discard(step, new or _new(step, old))
+        discard(step, new or new_containers(step, old))
         raise
     if failure is not None:
-        _discard(step, new)
+        discard(step, new, note="; the old ones kept serving")
         return failure
-    _retire(step, sorted(old))
+    retire(step, sorted(plan.old))
     return None
 
 
-def _new(step: StepRun, old: set[str]) -> list[str]:
+def new_containers(step: StepRun, old: set[str]) -> list[str]:
     name = step.step.services[0]
     return sorted(c.id for c in step.ctx.engine.containers(step.ctx.project.name)
                   if c.service == name and not c.oneoff and c.id not in old)
 
 
-def _discard(step: StepRun, new: list[str]) -> None:
+def discard(step: StepRun, new: list[str], *, note: str = "") -> None:
     """Kill and remove the new containers: no grace period for a release that failed."""
     if not new:
         return
     began = time.monotonic()
     step.ctx.engine.remove_containers(new)
     step.ctx.progress(ServiceLine(step.step.services[0], f"{len(new)} new container(s) killed "
-                                  f"and removed in {time.monotonic() - began:.1f}s; the old "
-                                  "ones kept serving"))
+                                  f"and removed in {time.monotonic() - began:.1f}s{note}"))
 
 
-def _retire(step: StepRun, old: list[str]) -> None:
+def retire(step: StepRun, old: list[str]) -> None:
     """Drain the old containers, then stop them gracefully and remove them."""
     ctx, name = step.ctx, step.step.services[0]
     own = step.settings.for_service(name)
