@@ -176,3 +176,69 @@ def test_unchanged_service_is_not_recreated(project: ComposeProject, images: App
     again = _states(project)
     project.run("up", *FAST, check=True)  # nothing changed at all: nothing touched
     assert _states(project) == again and _states(project, "db") == db
+
+
+def _rolling(image: str, *, action: str, check_file: bool) -> str:
+    health = ('["CMD-SHELL", "test ! -e /shared/broken && wget -q -O /dev/null '
+              'http://127.0.0.1:8080/health"]' if check_file else
+              '["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:8080/health"]')
+    return "\n".join([
+        "services:", "  web:", f"    image: {image}", "    pull_policy: never",
+        f"    healthcheck: {{test: {health}, interval: 1s, timeout: 10s, retries: 1}}",
+        '    volumes: ["./shared:/shared"]',
+        "    deploy:", "      replicas: 4",
+        f"      update_config: {{order: start-first, parallelism: 1, failure_action: {action}}}",
+        "    x-rollback: {drain: 0s, min_healthy: 3s}",
+    ]) + "\n"
+
+
+def _break_second_batch(project: ComposeProject, *args: str) -> Any:
+    """Run ``up`` and make every container started from the 2nd batch on unhealthy: the
+    moment the journal records batch 2, the file the new healthcheck looks for appears."""
+    import subprocess
+    import sys
+
+    from support.compose_project import REPO_ROOT
+    from support.helpers import clean_env
+
+    journal = project.state_dir / "journal.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compose_rollback", "-p", project.name, "up", *args],
+        cwd=project.dir, env=clean_env({"PYTHONPATH": str(REPO_ROOT)}), text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        records = [json.loads(line) for line in journal.read_text().splitlines() if line] \
+            if journal.exists() else []
+        if any(r.get("step") == "batch" and r.get("batch") == 2 for r in records):
+            (project.dir / "shared" / "broken").touch()
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=240)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("action", ["rollback", "pause"])
+def test_rolling_update_whose_second_batch_fails(
+        project: ComposeProject, images: AppImages, action: str) -> None:
+    (project.dir / "shared").mkdir()
+    project.write(_rolling(images.local("healthy"), action=action, check_file=False))
+    project.run("up", "--timeout", "60s", check=True)
+    first = _states(project)
+    assert len(first) == 4
+    tag = f"{project.name}-web:next"
+    images.build_fresh("healthy", tag)
+    project.write(_rolling(tag, action=action, check_file=True))
+    code, out, err = _break_second_batch(project, "--timeout", "60s")
+    assert code == 1, err
+    said = out + err
+    now = _states(project)
+    assert len(now) == 4 and all(s["status"] == "running" for s in now.values())
+    if action == "rollback":
+        assert {s["revision"] for s in now.values()} == {"1"}
+        assert len(set(now) & set(first)) == 3  # one was replaced by batch 1, then put back
+        assert all(s["health"] == "healthy" for s in now.values())
+    else:
+        assert sorted(s["revision"] for s in now.values()) == ["1", "1", "1", "2"]
+        assert "paused (failure_action: pause)" in said
+        assert "web: 3 of revision 1" in said and "web: 1 of revision 2" in said
