@@ -210,7 +210,8 @@ def _break_second_batch(project: ComposeProject, *args: str) -> Any:
     while time.monotonic() < deadline and proc.poll() is None:
         records = [json.loads(line) for line in journal.read_text().splitlines() if line] \
             if journal.exists() else []
-        if any(r.get("step") == "batch" and r.get("batch") == 2 for r in records):
+        if any(r.get("step") == "batch" and r.get("batch") == 2 and r.get("pid") == proc.pid
+               for r in records):
             (project.dir / "shared" / "broken").touch()
             break
         time.sleep(0.05)
@@ -242,3 +243,60 @@ def test_rolling_update_whose_second_batch_fails(
         assert sorted(s["revision"] for s in now.values()) == ["1", "1", "1", "2"]
         assert "paused (failure_action: pause)" in said
         assert "web: 3 of revision 1" in said and "web: 1 of revision 2" in said
+
+
+def _kill_during_start_first_gate(project: ComposeProject) -> None:
+    """Start an ``up`` and SIGKILL it once the new containers run beside the old ones (the
+    journal's ``gate`` record of the start-first step is written after ``compose up``)."""
+    import signal
+    import subprocess
+    import sys
+
+    from support.compose_project import REPO_ROOT
+    from support.helpers import clean_env
+
+    journal = project.state_dir / "journal.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compose_rollback", "-p", project.name, "up", *FAST],
+        cwd=project.dir, env=clean_env({"PYTHONPATH": str(REPO_ROOT)}),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            lines = journal.read_text().splitlines() if journal.exists() else []
+            records = [json.loads(x) for x in lines if x]
+            if any(r.get("step") == "gate" and "new" in r and r.get("pid") == proc.pid
+                   for r in records):
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the up ended before it could be killed"
+
+
+@pytest.mark.parametrize("command", ["up", "revert"])
+def test_sigkill_mid_start_first_is_cleaned_up_by_the_next_command(
+        project: ComposeProject, images: AppImages, command: str) -> None:
+    project.write(_compose(images.local("healthy")))
+    project.run("up", *FAST, check=True)
+    if command == "revert":  # a revert needs a good revision before the current one
+        images.build_fresh("healthy", f"{project.name}-web:two")
+        project.write(_compose(f"{project.name}-web:two"))
+        project.run("up", *FAST, check=True)
+    serving = _states(project)
+    images.build_fresh("healthy", f"{project.name}-web:cut")
+    project.write(_compose(f"{project.name}-web:cut"))
+    _kill_during_start_first_gate(project)
+    side_by_side = _states(project)
+    assert set(serving) < set(side_by_side) and len(side_by_side) == 4
+    result = project.run(command, *FAST, check=True)
+    assert "interrupted" in result.stderr
+    assert "left by a rollout that did not finish" in result.stderr
+    after = _states(project)
+    assert len(after) == 2 and set(after).isdisjoint(side_by_side)
+    assert all(s["status"] == "running" and s["health"] == "healthy" for s in after.values())
+    status = json.loads(project.run("status", "--json", check=True).stdout)
+    assert not status.get("drift"), status
+    history = _history(project)
+    assert [r["status"] for r in history][-2:] == ["interrupted", "deployed"]
