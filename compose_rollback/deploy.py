@@ -253,9 +253,10 @@ def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:
     with the rollout's own (``deploy.update_config`` & co) checked before anything runs."""
     env = environment(ctx.project)
     rollout = load_rollout(model, env)
-    check_overlap(rollout, sorted(rollout.services))
-    return with_monitor(replace(load_settings(settings_model(model, env)), rollout=rollout),
-                        model)
+    settings = load_settings(settings_model(model, env))
+    check_overlap(rollout, sorted(rollout.services),
+                  canaries=[n for n, s in settings.services.items() if s.canary])
+    return with_monitor(replace(settings, rollout=rollout), model)
 
 
 def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides) -> Settings:

@@ -84,6 +84,35 @@ def _command(value: object, *, path: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Canary:
+    """``x-rollback.canary``: a first step of a few new containers beside the old ones."""
+
+    replicas: int = 1  # how many; with ``percent``, that share of the replicas (rounded up)
+    percent: float = 0.0
+    duration: float = 0.0  # how long they must stay good (their gate's soak, at least)
+
+    def count(self, total: int) -> int:
+        wanted = -(-total * self.percent // 100) if self.percent else self.replicas
+        return max(1, min(total, int(wanted)))
+
+
+def _canary(value: object, *, path: str) -> Canary:
+    if not isinstance(value, Mapping):
+        raise SettingsError(path, "expected a mapping like {replicas: 1, duration: 30s}")
+    for key in value:
+        if key not in ("replicas", "duration"):
+            raise SettingsError(f"{path}.{key}", "unknown setting (allowed: duration, replicas)")
+    raw = value.get("replicas", 1)
+    duration = parse_duration(value.get("duration", 0), path=f"{path}.duration")
+    if isinstance(raw, str) and re.fullmatch(r"\d+(\.\d+)?%", raw.strip()):
+        percent = float(raw.strip()[:-1])
+        if not 0 < percent <= 100:
+            raise SettingsError(f"{path}.replicas", f"expected a share up to 100%, got {raw!r}")
+        return Canary(percent=percent, duration=duration)
+    return Canary(replicas=_positive_int(raw, path=f"{path}.replicas"), duration=duration)
+
+
+@dataclass(frozen=True)
 class ServiceSettings:
     """Gate settings for one service, after project defaults and CLI flags are applied."""
 
@@ -93,6 +122,7 @@ class ServiceSettings:
     gates: tuple[GateSpec, ...] = ()
     drain: float = 3.0  # start-first: time an old container stays up after the new one passed
     pre_stop: tuple[str, ...] = ()  # run in each old container before the drain wait
+    canary: Canary | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +191,7 @@ _SERVICE_KEYS: dict[str, Parser] = {
     "oneshot": _flag,
     "drain": parse_duration,
     "pre_stop": lambda v, *, path: _command(v, path=path),
+    "canary": _canary,
 }
 
 
@@ -195,6 +226,7 @@ def load_settings(model: Mapping[str, Any]) -> Settings:
             min_healthy=own.get("min_healthy", base.min_healthy),
             oneshot=own.get("oneshot", False), gates=own.get("gates", ()),
             drain=own.get("drain", base.drain), pre_stop=own.get("pre_stop", ()),
+            canary=own.get("canary"),
         )
     unknown = [g for g in base.gates if g.service is not None and g.service not in services]
     if unknown:

@@ -16,7 +16,7 @@ copies cannot share) is checked here, each problem naming the exact path of the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -186,12 +186,17 @@ def _fixed_host_port(port: object) -> bool:
     return len(parts) >= 2 and bool(parts[-2].strip())
 
 
-def check_overlap(rollout: RolloutConfig, services: list[str]) -> None:
-    """Refuse start-first for a service that cannot run two copies (exit 2, nothing changed)."""
+def check_overlap(rollout: RolloutConfig, services: list[str], *,
+                  canaries: Collection[str] = ()) -> None:
+    """Refuse start-first or a canary for a service that cannot run two copies (exit 2,
+    nothing changed)."""
     for name in services:
         service = rollout.of(name)
         if not service.single_copy:
             continue
+        if name in canaries:
+            raise OverlapImpossible(name, f"services.{name}.x-rollback.canary",
+                                    service.single_copy, what="a canary")
         for back, config in ((False, service.update), (True, service.rollback)):
             if config is not None and config.order == "start-first":
                 key = "rollback_config" if back else "update_config"
@@ -202,14 +207,16 @@ def check_overlap(rollout: RolloutConfig, services: list[str]) -> None:
 class OverlapImpossible(BadInput):
     """A service asks for start-first but two copies of it cannot run at once."""
 
-    def __init__(self, service: str, path: str, blocker: str) -> None:
-        what = ("a container_name" if blocker == "container_name"
-                else f"a fixed host port (services.{service}.{blocker})")
+    def __init__(self, service: str, path: str, blocker: str, *,
+                 what: str = "start-first") -> None:
         fix = ("remove container_name" if blocker == "container_name" else
                "take the host port off and put a proxy in front (see README, Zero-downtime "
                "deploys)")
-        super().__init__(f"{path}: start-first needs two copies of {service} at once, but it "
-                         f"has {what}", hint=f"{fix}, or use order: stop-first")
+        has = ("a container_name" if blocker == "container_name"
+               else f"a fixed host port (services.{service}.{blocker})")
+        super().__init__(f"{path}: {what} needs two copies of {service} at once, but it "
+                         f"has {has}", hint=f"{fix}, or use order: stop-first"
+                         + (" without a canary" if what == "a canary" else ""))
         self.service = service
         self.path = path
         self.blocker = blocker

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 from compose_rollback.gates.container import GateFailure
-from compose_rollback.rollout import rolling, start_first, stop_first
+from compose_rollback.rollout import canary, rolling, start_first, stop_first
 from compose_rollback.rollout.base import StepRun
 from compose_rollback.rollout.config import RolloutConfig
 from compose_rollback.rollout.labels import CONFIG_HASH, REVISION_LABEL
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 COMPLETED, FAILED = "completed", "failed"  # the terminal states of a rollout
 STRATEGIES = {"stop-first": stop_first.run, "start-first": start_first.run,
-              "rolling": rolling.run}
+              "rolling": rolling.run, "canary": canary.run}
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,8 @@ class ComposeOrchestrator:
     def _plan(self, revision: Revision, leaving: Revision | None, settings: Settings,
               rollout: RolloutConfig, *, back: bool) -> Plan:
         services = sorted(revision.pins)
-        if not any(rollout.of(s).own_step(back=back) for s in services):
+        if not any(rollout.of(s).own_step(back=back)
+                   or (not back and settings.for_service(s).canary) for s in services):
             # All stop-first: one compose up, as Compose itself would; no hashes needed.
             return Plan((Step("stop-first", tuple(services), tuple(revision.services)),))
         hashes, previous = self._hashes(revision, leaving)

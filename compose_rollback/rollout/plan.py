@@ -15,7 +15,7 @@ Pure: built from plain data, so the unit tests check it without an engine.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from compose_rollback.dockerdata import ContainerState
 from compose_rollback.rollout.config import RolloutConfig, UpdateConfig
@@ -93,13 +93,16 @@ def build_plan(
         mine = [c for c in containers if c.service == name and not c.oneoff]
         config = rollout.of(name).config(back=back)
         own = settings.get(name)
+        canary = own is not None and own.canary is not None and not back  # never on the way back
+        if canary:
+            config = replace(config, order="start-first")  # a canary runs beside the old
         step = _start_first(name, mine, hashes.get(name, ""), previous.get(name),
                             rollout.of(name).replicas, config)
         if step is None or (own is not None and own.oneshot):
             group.append(name)
             continue
         close_group()
-        steps.append(step)
+        steps.append(replace(step, order="canary") if canary and step.old else step)
     close_group()
     return Plan(tuple(steps))
 

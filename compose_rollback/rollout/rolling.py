@@ -42,7 +42,7 @@ def run(step: StepRun) -> GateFailure | None:
         if config.order == "stop-first" and retiring:
             ctx.engine.stop_containers(retiring)
             present -= set(retiring)
-        failure, new = _batch(step, present, starting)
+        failure, new = batch(step, present, starting)
         if failure is None:
             present |= set(new)
             if config.order == "start-first" and retiring:
@@ -55,7 +55,7 @@ def run(step: StepRun) -> GateFailure | None:
     return first
 
 
-def _batch(step: StepRun, present: set[str], count: int) -> tuple[GateFailure | None, list[str]]:
+def batch(step: StepRun, present: set[str], count: int) -> tuple[GateFailure | None, list[str]]:
     """Start ``count`` new containers beside ``present`` and gate them; kill them if they fail."""
     ctx, name = step.ctx, step.step.services[0]
     if count == 0:
