@@ -7,11 +7,12 @@ can never go green by skipping the tests that prove the product works.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
 import pytest
+
+from support.prereq import missing
 
 pytest_plugins = ["support.fixtures"]
 
@@ -35,11 +36,8 @@ def _engine_problem() -> str | None:
 def docker_engine() -> None:
     """Require a reachable Docker engine: skip locally, fail under CI."""
     problem = _engine_problem()
-    if problem is None:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {problem}; run scripts/provision.sh", pytrace=False)
-    pytest.skip(problem)
+    if problem is not None:
+        missing(problem)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

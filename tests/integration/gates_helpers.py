@@ -248,11 +248,21 @@ def image_exists(ref: str) -> bool:
     return docker("image", "inspect", ref, check=None).returncode == 0
 
 
-def popen_cli(project: ComposeProject, *args: str) -> subprocess.Popen[str]:
-    """Start our CLI like ``project.run`` does, with stderr as a pipe to read line by line."""
+def popen_cli(project: ComposeProject, *args: str,
+              poll_fallback: float | None = None) -> subprocess.Popen[str]:
+    """Start our CLI like ``project.run`` does, with stderr as a pipe to read line by line.
+
+    ``poll_fallback``: the container gate's safety-net poll interval in that process (seconds),
+    instead of the shipped ``POLL_FALLBACK``; a test sets it to hours to leave the events alone.
+    """
     python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    start = ["-m", "compose_rollback"]
+    if poll_fallback is not None:
+        start = ["-c", "import runpy, compose_rollback.gates.container as gate\n"
+                 f"gate.POLL_FALLBACK = {float(poll_fallback)!r}\n"
+                 "runpy.run_module('compose_rollback', run_name='__main__')"]
     return subprocess.Popen(
-        [sys.executable, "-m", "compose_rollback", "-p", project.name, *args],
+        [sys.executable, *start, "-p", project.name, *args],
         cwd=project.dir, env=clean_env({"PYTHONPATH": python_path}),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from support.prereq import need
 from support.testimages import find_busybox
 
 pytestmark = pytest.mark.docker
@@ -32,10 +33,7 @@ SOME_FIGURES = {
 
 
 def test_harness_runs_and_writes_its_results(tmp_path: Path) -> None:
-    if find_busybox() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but there is no static busybox; run scripts/provision.sh")
-        pytest.skip("no static busybox (Debian package busybox-static)")
+    need(find_busybox(), "no static busybox (Debian package busybox-static)")
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_CLI_PLUGIN_")}
     done = subprocess.run(

@@ -6,7 +6,6 @@ deployed, and the shipped ``examples/gates`` project. Helpers in ``gates_helpers
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from gates_helpers import (
 from compose_rollback import __version__
 from support.compose_project import ComposeProject
 from support.helpers import describe, free_port, http_get, unique_name
+from support.prereq import need
 from support.prometheus import prometheus_binary
 from support.testimages import AppImages, find_busybox
 
@@ -307,22 +307,11 @@ def test_bad_setting_is_rejected_with_its_path_and_nothing_is_deployed(
 # -- the shipped example ------------------------------------------------------------------------
 
 
-def _need(what: str | None, missing: str) -> str:
-    """A prerequisite's path; without it skip, or fail when ``CI`` is set (like the fixtures)."""
-    if what is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {missing}; run scripts/provision.sh", pytrace=False)
-        pytest.skip(missing)
-    return what
-
-
 def test_gates_example_deploys_v1_and_its_prometheus_gate_rolls_v2_back(
     project: ComposeProject, tmp_path: Path
 ) -> None:
-    busybox = find_busybox()
-    _need(str(busybox) if busybox else None, "no static busybox (Debian package busybox-static)")
-    binary = _need(prometheus_binary(), "prometheus is not installed (Debian package prometheus)")
-    assert busybox is not None
+    busybox = need(find_busybox(), "no static busybox (Debian package busybox-static)")
+    binary = need(prometheus_binary(), "prometheus is not installed (Debian package prometheus)")
     example = copy_gates_example(project, busybox=busybox)
     # The example's own prometheus.yml, as the README starts it (on a free loopback port).
     server = ExamplePrometheus(tmp_path / "prometheus", config=example.dir / "prometheus.yml",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support.plugins import SYSTEM_PLUGIN_DIRS, locate_real_compose, plugin_dirs
+from support.plugins import SYSTEM_PLUGIN_DIRS, find_real_compose
 
 pytestmark = pytest.mark.docker
 
@@ -26,17 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 INSTALL_SH = REPO / "install.sh"
 ORIGINAL_CONFIG = b'{"auths": {}, "detachKeys": "ctrl-e,e"}\n'
 COMPOSE_FILE = "services:\n  app:\n    image: compose-rollback-test/install-app:never-pulled\n"
-
-
-def find_real_compose() -> Path:
-    """The Compose plugin docker would run for this user, skipping any compose-rollback shim."""
-    found = locate_real_compose()
-    if found is not None:
-        return found
-    message = f"no Docker Compose plugin found in {plugin_dirs()}; run scripts/provision.sh"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 def package_version() -> str:

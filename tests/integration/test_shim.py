@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from support.plugins import locate_real_compose, plugin_dirs
+from support.plugins import find_real_compose
 
 pytestmark = pytest.mark.docker
 
@@ -80,17 +80,6 @@ class Setup:
             else:
                 fields[key] = value
         return Record(fields["who"], fields["envset"] == "yes", fields["env"], args)
-
-
-def find_real_compose() -> Path:
-    """The Compose plugin docker would run for this user, skipping any compose-rollback shim."""
-    found = locate_real_compose()
-    if found is not None:
-        return found
-    message = f"no Docker Compose plugin found in {plugin_dirs()}; run scripts/provision.sh"
-    if os.environ.get("CI"):
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 def sh_double_quoted(value: str) -> str:

@@ -26,15 +26,14 @@ nothing else is touched. Helpers (``wait_for``, ``http_get``) come from ``suppor
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import pytest
 
 from .compose_project import ComposeProject
 from .helpers import HttpResponse, http_get, wait_for
+from .prereq import need
 from .prometheus import Prometheus, prometheus_binary
 from .registry import Registry, registry_binary
 from .testimages import VARIANTS, AppImages, find_busybox
@@ -55,19 +54,11 @@ __all__ = [
 ]
 
 
-def _missing(what: str) -> NoReturn:
-    """Skip when a prerequisite is missing; fail under CI, like ``docker_engine`` does."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {what}; run scripts/provision.sh", pytrace=False)
-    pytest.skip(what)
-
-
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A real registry on loopback for the whole session (empty at start)."""
-    binary = registry_binary()
-    if binary is None:
-        _missing("docker-registry is not installed (Debian package docker-registry)")
+    binary = need(registry_binary(),
+                  "docker-registry is not installed (Debian package docker-registry)")
     server = Registry(tmp_path_factory.mktemp("registry"), binary=binary)
     server.start()
     try:
@@ -83,9 +74,7 @@ def images(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AppImages]:
     """The session's test images, built lazily (about a second for the first, less after)."""
-    busybox = find_busybox()
-    if busybox is None:
-        _missing("no static busybox found (Debian package busybox-static)")
+    busybox = need(find_busybox(), "no static busybox found (Debian package busybox-static)")
     built = AppImages(registry=registry, workdir=tmp_path_factory.mktemp("images"), busybox=busybox)
     try:
         yield built
@@ -96,9 +85,7 @@ def images(
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     """A real Prometheus on loopback for the whole session; add targets with ``scrape()``."""
-    binary = prometheus_binary()
-    if binary is None:
-        _missing("prometheus is not installed (Debian package prometheus)")
+    binary = need(prometheus_binary(), "prometheus is not installed (Debian package prometheus)")
     server = Prometheus(tmp_path_factory.mktemp("prometheus"), binary=binary)
     server.start()
     try:

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from .prereq import need
+
 SHIM_MARKER = b"compose-rollback-shim"
 SYSTEM_PLUGIN_DIRS = (
     "/usr/local/lib/docker/cli-plugins",
@@ -39,3 +41,8 @@ def locate_real_compose() -> Path | None:
         if candidate.is_file() and os.access(candidate, os.X_OK) and not is_shim(candidate):
             return candidate.resolve()
     return None
+
+
+def find_real_compose() -> Path:
+    """``locate_real_compose()``, or skip (fail under ``CI``) when there is none."""
+    return need(locate_real_compose(), f"no Docker Compose plugin found in {plugin_dirs()}")
