@@ -19,17 +19,13 @@ import time
 from typing import Any
 
 import pytest
+from rollout_helpers import FAST, history, states
 
 from support.compose_project import ComposeProject
 from support.helpers import docker, free_port
 from support.testimages import AppImages
 
 pytestmark = pytest.mark.docker
-
-FAST = ("--min-healthy", "1s", "--timeout", "60s")
-REVISION_LABEL = "org.compose-rollback.revision"
-HASH_LABEL = "com.docker.compose.config-hash"
-
 
 def _compose(image: str, *, order: str = "start-first", replicas: int = 2, extra: str = "",
              db: str | None = None) -> str:
@@ -51,27 +47,11 @@ def _compose(image: str, *, order: str = "start-first", replicas: int = 2, extra
     return "\n".join(lines) + "\n"
 
 
-def _states(project: ComposeProject, service: str = "web") -> dict[str, dict[str, Any]]:
-    """Container id -> what a restart or recreation would change."""
-    return {c["Id"]: {"started": c["State"]["StartedAt"], "restarts": c["RestartCount"],
-                      "status": c["State"]["Status"],
-                      "health": (c["State"].get("Health") or {}).get("Status"),
-                      "hash": c["Config"]["Labels"].get(HASH_LABEL),
-                      "revision": c["Config"]["Labels"].get(REVISION_LABEL)}
-            for c in project.containers(service)}
-
-
-def _history(project: ComposeProject) -> list[dict[str, Any]]:
-    out = project.run("history", "--json", check=True).stdout
-    data = json.loads(out)
-    return list(data["revisions"] if isinstance(data, dict) else data)
-
-
 def test_good_start_first_deploy_replaces_every_container(
         project: ComposeProject, images: AppImages) -> None:
     project.write(_compose(images.local("healthy")))
     project.run("up", *FAST, check=True)
-    first = _states(project)
+    first = states(project)
     assert len(first) == 2
     tag = f"{project.name}-web:next"
     images.build_fresh("healthy", tag)
@@ -79,7 +59,7 @@ def test_good_start_first_deploy_replaces_every_container(
     began = time.monotonic()
     project.run("up", *FAST, check=True)
     print(f"start-first good deploy of 2 replicas: {time.monotonic() - began:.1f}s")
-    second = _states(project)
+    second = states(project)
     assert len(second) == 2 and not set(second) & set(first)
     assert all(s["status"] == "running" and s["health"] == "healthy" for s in second.values())
     assert {s["revision"] for s in second.values()} == {"2"}
@@ -88,7 +68,7 @@ def test_good_start_first_deploy_replaces_every_container(
     wanted = project.compose(*files, "config", "--hash", "web").stdout.split()[1]
     assert {s["hash"] for s in second.values()} == {wanted}
     project.compose(*files, "up", "-d")  # the revision file reproduces the state: a no-op
-    assert _states(project) == second
+    assert states(project) == second
 
 
 @pytest.mark.parametrize("variant", ["unhealthy", "crash"])
@@ -96,12 +76,12 @@ def test_broken_start_first_release_never_touches_the_old_containers(
         project: ComposeProject, images: AppImages, variant: str) -> None:
     project.write(_compose(images.local("healthy")))
     project.run("up", *FAST, check=True)
-    before = _states(project)
+    before = states(project)
     project.write(_compose(images.local(variant)))
     result = project.run("up", *FAST, check=1)
     assert "kept serving" in result.stderr
-    assert _states(project) == before  # same ids, same StartedAt, never restarted
-    assert [r["status"] for r in _history(project)] == ["deployed", "failed"]
+    assert states(project) == before  # same ids, same StartedAt, never restarted
+    assert [r["status"] for r in history(project)] == ["deployed", "failed"]
 
 
 def _kills(project: ComposeProject, since: float, until: float) -> dict[str, list[str]]:
@@ -125,7 +105,7 @@ def test_failed_revision_of_an_app_ignoring_sigterm_is_killed_at_once(
     extra = f"stop_signal: SIGWINCH\nstop_grace_period: {grace}s"
     project.write(_compose(images.local("healthy"), order=order, replicas=1, extra=extra))
     project.run("up", *FAST, check=True)
-    good = set(_states(project))
+    good = set(states(project))
     project.write(_compose(images.local("unhealthy"), order=order, replicas=1, extra=extra))
     began = time.time()
     project.run("up", *FAST, check=1)
@@ -138,7 +118,7 @@ def test_failed_revision_of_an_app_ignoring_sigterm_is_killed_at_once(
     print(f"{order}: broken release deploy + way back took {ended - began:.1f}s "
           f"(stop grace {grace}s; stop-first pays it once, for the good release)")
     if order == "start-first":
-        assert good == set(_states(project))  # the good container was never stopped
+        assert good == set(states(project))  # the good container was never stopped
         assert good.isdisjoint(kills)
 
 
@@ -148,7 +128,7 @@ def test_fixed_host_port_with_start_first_is_refused(
     project.write(_compose(images.local("healthy"), order="stop-first", replicas=1,
                            extra=f'ports: ["127.0.0.1:{port}:8080"]'))
     project.run("up", *FAST, check=True)
-    before = _states(project)
+    before = states(project)
     history = (project.state_dir / "history.json").read_text()
     project.write(_compose(images.local("healthy"), order="start-first", replicas=1,
                            extra=f'ports: ["127.0.0.1:{port}:8080"]'))
@@ -156,7 +136,7 @@ def test_fixed_host_port_with_start_first_is_refused(
     line = result.stderr.strip().splitlines()[-1]
     assert "services.web.deploy.update_config.order" in line
     assert "fixed host port" in line and "stop-first" in line and "proxy" in line
-    assert _states(project) == before
+    assert states(project) == before
     assert (project.state_dir / "history.json").read_text() == history
 
 
@@ -164,18 +144,18 @@ def test_unchanged_service_is_not_recreated(project: ComposeProject, images: App
     healthy = images.local("healthy")
     project.write(_compose(healthy, replicas=1, db=healthy))
     project.run("up", *FAST, check=True)
-    db, web = _states(project, "db"), _states(project)
+    db, web = states(project, "db"), states(project)
     tag = f"{project.name}-web:next"
     images.build_fresh("healthy", tag)
     project.write(_compose(tag, replicas=1, db=healthy))
     project.run("up", *FAST, check=True)
-    assert _states(project, "db") == db  # same container, same StartedAt
-    assert {s["revision"] for s in _states(project, "db").values()} == {"1"}
-    assert set(_states(project)).isdisjoint(web)
-    assert {s["revision"] for s in _states(project).values()} == {"2"}
-    again = _states(project)
+    assert states(project, "db") == db  # same container, same StartedAt
+    assert {s["revision"] for s in states(project, "db").values()} == {"1"}
+    assert set(states(project)).isdisjoint(web)
+    assert {s["revision"] for s in states(project).values()} == {"2"}
+    again = states(project)
     project.run("up", *FAST, check=True)  # nothing changed at all: nothing touched
-    assert _states(project) == again and _states(project, "db") == db
+    assert states(project) == again and states(project, "db") == db
 
 
 def _rolling(image: str, *, action: str, check_file: bool) -> str:
@@ -225,7 +205,7 @@ def test_rolling_update_whose_second_batch_fails(
     (project.dir / "shared").mkdir()
     project.write(_rolling(images.local("healthy"), action=action, check_file=False))
     project.run("up", "--timeout", "60s", check=True)
-    first = _states(project)
+    first = states(project)
     assert len(first) == 4
     tag = f"{project.name}-web:next"
     images.build_fresh("healthy", tag)
@@ -233,7 +213,7 @@ def test_rolling_update_whose_second_batch_fails(
     code, out, err = _break_second_batch(project, "--timeout", "60s")
     assert code == 1, err
     said = out + err
-    now = _states(project)
+    now = states(project)
     assert len(now) == 4 and all(s["status"] == "running" for s in now.values())
     if action == "rollback":
         assert {s["revision"] for s in now.values()} == {"1"}
@@ -284,19 +264,19 @@ def test_sigkill_mid_start_first_is_cleaned_up_by_the_next_command(
         images.build_fresh("healthy", f"{project.name}-web:two")
         project.write(_compose(f"{project.name}-web:two"))
         project.run("up", *FAST, check=True)
-    serving = _states(project)
+    serving = states(project)
     images.build_fresh("healthy", f"{project.name}-web:cut")
     project.write(_compose(f"{project.name}-web:cut"))
     _kill_during_start_first_gate(project)
-    side_by_side = _states(project)
+    side_by_side = states(project)
     assert set(serving) < set(side_by_side) and len(side_by_side) == 4
     result = project.run(command, *FAST, check=True)
     assert "interrupted" in result.stderr
     assert "left by a rollout that did not finish" in result.stderr
-    after = _states(project)
+    after = states(project)
     assert len(after) == 2 and set(after).isdisjoint(side_by_side)
     assert all(s["status"] == "running" and s["health"] == "healthy" for s in after.values())
     status = json.loads(project.run("status", "--json", check=True).stdout)
     assert not status.get("drift"), status
-    history = _history(project)
-    assert [r["status"] for r in history][-2:] == ["interrupted", "deployed"]
+    revisions = history(project)
+    assert [r["status"] for r in revisions][-2:] == ["interrupted", "deployed"]

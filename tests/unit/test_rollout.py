@@ -223,3 +223,21 @@ def test_stop_first_failure_kills_before_the_way_back(tmp_path: Path) -> None:
     assert _up(context).exit_code == ExitCode.ROLLED_BACK
     kinds = [c[0] for c in engine.calls]
     assert kinds == ["up", "kill", "up"]  # the failed container killed, then revision 1 put back
+
+
+def test_canary_settings_and_count() -> None:
+    model = {"services": {"web": {"image": "x", "x-rollback": {
+        "canary": {"replicas": "25%", "duration": "30s"}}}}}
+    canary = load_settings(model).for_service("web").canary
+    assert canary is not None and canary.duration == 30.0
+    assert [canary.count(n) for n in (1, 4, 5, 8)] == [1, 1, 2, 2]
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"services": {"web": {"x-rollback": {"canary": {"share": 1}}}}})
+    assert caught.value.path == "services.web.x-rollback.canary.share"
+
+
+def test_canary_on_a_fixed_host_port_is_refused() -> None:
+    model = {"services": {"web": {"image": "x", "ports": ["8080:80"]}}}
+    with pytest.raises(OverlapImpossible) as caught:
+        check_overlap(load_rollout(model, {}), ["web"], canaries=["web"])
+    assert caught.value.path == "services.web.x-rollback.canary"
