@@ -60,6 +60,9 @@ class ComposeOrchestrator:
                  back: bool, restarts: Mapping[str, int]) -> Outcome:
         rollout = settings.rollout or RolloutConfig()
         plan = self._plan(revision, leaving, settings, rollout, back=back)
+        if len(plan.steps) > 1 or any(s.order != "stop-first" for s in plan.steps):
+            for line in plan.describe():
+                self.ctx.progress(f"plan: {line}")
         everything = sorted({s for step in plan.steps for s in step.services})
         failures: list[tuple[Step, GateFailure]] = []
         for index, step in enumerate(plan.steps):

@@ -44,7 +44,7 @@ class Plan:
     def describe(self) -> list[str]:
         lines = []
         for step in self.steps:
-            if step.order in ("start-first", "rolling"):
+            if step.order != "stop-first":
                 lines.append(f"{step.services[0]}: {step.order}, {step.replicas} new beside "
                              f"{len(step.old)} running")
             else:
