@@ -15,6 +15,15 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
     A real Prometheus on ``127.0.0.1:<free port>`` scraping every second: ``.url`` (for a
     prometheus gate), ``.scrape("127.0.0.1:<port>") -> name``, ``.wait_scraped(name)``,
     ``.query(expr)``, ``.value(expr)``, ``.forget(name)``.
+``haproxy_image`` (session)
+    The FROM-scratch HAProxy image built from the host's ``/usr/sbin/haproxy`` (``.ref`` ->
+    ``crt-haproxy-<hex>:2.6``, built on first use, removed at the end of the session).
+``haproxy`` (function)
+    ``.start(project, service="web", port=8080)`` -> ``Proxy`` in front of that service (call
+    it after the project's first ``up``: it joins ``<project>_default``): ``.port``,
+    ``.url(path)``, ``.servers()``, ``.up_addresses()``, ``.wait_up(n or {ip:port})``,
+    ``.logs()``. Every proxy is removed after the test, before ``project``. Load it with
+    ``support.load.Load(proxy.url())``; see ``support.haproxy`` for the configuration.
 ``project`` (function)
     A fresh directory and compose project ``crt-<8 hex>``: ``.write()``, ``.write_file()``,
     ``.run()`` (our CLI), ``.compose()`` (plain compose), ``.containers()``, ``.health()``,
@@ -34,7 +43,8 @@ from typing import NoReturn
 import pytest
 
 from .compose_project import ComposeProject
-from .helpers import HttpResponse, http_get, wait_for
+from .haproxy import HaproxyImage, Proxies, Proxy, haproxy_binary
+from .helpers import HttpResponse, http_get, unique_name, wait_for
 from .prometheus import Prometheus, prometheus_binary
 from .registry import Registry, registry_binary
 from .testimages import VARIANTS, AppImages, find_busybox
@@ -43,9 +53,14 @@ __all__ = [
     "VARIANTS",
     "AppImages",
     "ComposeProject",
+    "HaproxyImage",
     "HttpResponse",
     "Prometheus",
+    "Proxies",
+    "Proxy",
     "Registry",
+    "haproxy",
+    "haproxy_image",
     "http_get",
     "images",
     "project",
@@ -115,3 +130,37 @@ def project(docker_engine: None, tmp_path: Path) -> Iterator[ComposeProject]:
         yield created
     finally:
         created.cleanup()
+
+
+@pytest.fixture(scope="session")
+def haproxy_image(
+    docker_engine: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HaproxyImage]:
+    """The session's HAProxy image (built on first use, about 2 s), removed at the end."""
+    binary = haproxy_binary()
+    if binary is None:
+        _missing("haproxy is not installed (Debian package haproxy)")
+    image = HaproxyImage(
+        workdir=tmp_path_factory.mktemp("haproxy"),
+        binary=binary,
+        session=unique_name("s", hex_chars=8).removeprefix("s-"),
+    )
+    try:
+        yield image
+    finally:
+        image.cleanup()
+
+
+@pytest.fixture
+def haproxy(
+    haproxy_image: HaproxyImage, project: ComposeProject, tmp_path: Path
+) -> Iterator[Proxies]:
+    """Start HAProxy in front of a project's service; every proxy goes after the test.
+
+    Depends on ``project`` so that the proxies, which hold its network, are removed first.
+    """
+    proxies = Proxies(image=haproxy_image, workdir=tmp_path / "proxies")
+    try:
+        yield proxies
+    finally:
+        proxies.cleanup()
