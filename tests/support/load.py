@@ -8,7 +8,8 @@ the requests in flight and returns a ``LoadSummary``.
 
 Each request is a ``Sample``: when it started (seconds since the load began), ok or failed, the
 HTTP status (0: no answer), which release answered (the test app's ``/`` body, see
-``support.testimages``) and which proxy slot (``X-Crt-Server``, see ``support.haproxy``).
+``support.testimages``) and which proxy slot (``X-Crt-Server``, see ``support.haproxy``;
+``server_header`` names another header).
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ class Load:
         timeout: float = 5.0,
         max_seconds: float = 120.0,
         max_requests: int | None = None,
+        server_header: str = SERVER_HEADER,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if rate <= 0 or max_seconds <= 0:
@@ -154,6 +156,7 @@ class Load:
         self.timeout = timeout
         self.max_seconds = max_seconds
         self.max_requests = max_requests or math.ceil(rate * max_seconds)
+        self.server_header = server_header.lower()
         self._clock = clock
         self._began = 0.0
         self._samples: list[Sample] = []
@@ -232,7 +235,7 @@ class Load:
             seconds=self.now() - started,
             status=answer.status,
             release=release_of(answer.body) if answer.status == 200 else "",
-            server=headers.get(SERVER_HEADER, ""),
+            server=headers.get(self.server_header, ""),
             error=answer.error,
         )
         with self._lock:
