@@ -19,11 +19,15 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
     The FROM-scratch HAProxy image built from the host's ``/usr/sbin/haproxy`` (``.ref`` ->
     ``crt-haproxy-<hex>:2.6``, built on first use, removed at the end of the session).
 ``haproxy`` (function)
-    ``.start(project, service="web", port=8080)`` -> ``Proxy`` in front of that service (call
-    it after the project's first ``up``: it joins ``<project>_default``): ``.port``,
-    ``.url(path)``, ``.servers()``, ``.up_addresses()``, ``.wait_up(n or {ip:port})``,
-    ``.logs()``. Every proxy is removed after the test, before ``project``. Load it with
-    ``support.load.Load(proxy.url())``; see ``support.haproxy`` for the configuration.
+    ``.start(project, service="web", port=8080, network=None, slots=10,
+    health_path="/health/", checked_first=True)`` -> ``Proxy`` in front of that service (call
+    it after the project's first ``up``: it joins ``<project>_default`` as an external
+    network, in its own compose project ``<project>-lb``, so deploys of the app never touch
+    it). ``Proxy``: ``.port``, ``.url(path)``, ``.servers()`` (``ServerState``: name, status,
+    address), ``.up_addresses()``, ``.wait_up(n | {ip:port, ...})``, ``.logs()``. Every proxy
+    is removed after the test, before ``project``. Measure with
+    ``support.load.Load(proxy.url())``; ``support.haproxy.container_addresses(project, svc)``
+    names containers the way the proxy does. Configuration: ``support.haproxy.haproxy_config``.
 ``project`` (function)
     A fresh directory and compose project ``crt-<8 hex>``: ``.write()``, ``.write_file()``,
     ``.run()`` (our CLI), ``.compose()`` (plain compose), ``.containers()``, ``.health()``,

@@ -152,13 +152,16 @@ class ServerState:
     """One ``server-template`` slot as HAProxy's statistics show it."""
 
     name: str
-    #: ``UP``, ``DOWN``, ``UP 1/2`` (going down), ``DOWN 1/2`` (going up), ``MAINT`` (no address).
+    #: ``UP`` / ``UP 1/2`` (in rotation; the latter going down), ``DRAIN`` (up, weight 0: not
+    #: yet checked under ``checked_first``), ``DOWN`` / ``DOWN 1/2`` (the latter going up),
+    #: ``MAINT (resolution)`` (no address).
     status: str
     #: ``ip:port``, or ``""`` for a slot without an address.
     address: str
 
     @property
     def up(self) -> bool:
+        """HAProxy sends this server requests."""
         return self.status.startswith("UP")
 
 
@@ -303,21 +306,30 @@ class Proxies:
         checked_first: bool = True,
     ) -> Proxy:
         """Start HAProxy in front of ``service:port`` of ``app``, on its network (default
-        ``<app>_default``, which must exist: start the proxy after the app's first ``up``)."""
+        ``<app>_default``, which must exist: start the proxy after the app's first ``up``).
+
+        ``service`` is the DNS name HAProxy resolves: the compose service, or any network
+        alias. ``checked_first=False`` is stock HAProxy 2.6 (see ``haproxy_config``).
+        """
         network = network or f"{app.name}_default"
         if docker("network", "inspect", network, check=None).returncode != 0:
             raise AssertionError(f"network {network} does not exist: run the app's up first")
-        lb = ComposeProject(self.workdir, name=f"{app.name}-lb")
+        suffix = f"-lb{len(self._started) + 1}" if self._started else "-lb"
+        lb = ComposeProject(self.workdir, name=f"{app.name}{suffix}")
         config = haproxy_config(
-            service=service, port=port, slots=slots, health_path=health_path,
+            service=service,
+            port=port,
+            slots=slots,
+            health_path=health_path,
             checked_first=checked_first,
-        )  # fmt: skip
+        )
         lb.write_file("haproxy.cfg", config)
         lb.write_file(CHECKED_FIRST.name, CHECKED_FIRST.read_text())
         lb.write(f"""
             services:
               lb:
                 image: {self.image.build()}
+                pull_policy: never
                 ports: ["127.0.0.1::{LISTEN_PORT}"]
                 volumes:
                   - ./haproxy.cfg:{CONFIG_PATH}:ro
@@ -330,7 +342,7 @@ class Proxies:
             """)
         proxy: Proxy | None = None
         try:
-            lb.compose("up", "--detach", "--quiet-pull")
+            lb.compose("up", "--detach")
             proxy = Proxy(lb, service=service)
             self._started.append(proxy)
             stats = proxy.url(f"{STATS_PATH};csv")
