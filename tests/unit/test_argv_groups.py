@@ -30,7 +30,7 @@ from compose_rollback.plugin import UsageError, split_argv
     (["compose", "-f", "-vf", "rollback", "up"], {}, {"files": ["-vf"]}),
     (["compose", "--dry-run=true", "rollback", "up"], {}, {"dry_run": True}),
     (["compose", "--dry-run=false", "rollback", "up"], {}, {"dry_run": False}),
-], ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_spellings_pflag_accepts(argv: list[str], docker: dict[str, object],
                                  compose: dict[str, object]) -> None:
     inv = split_argv(argv, as_plugin=True)
