@@ -341,14 +341,14 @@ def _settle(
         failure = _unexpected(error)
     if failure is None:
         ctx.store.promote(n, finished=now_iso())
-        ctx.journal.end(revision=n)
+        ctx.journal.end(revision=n, outcome="deployed")
         return DeployResult("deployed", f"revision {n} deployed and healthy",
                             revision=n, plan=plan)
     reason = failure.summary()
     ctx.progress(f"revision {n} failed: {reason}")
     if not rollback or previous is None:
         ctx.store.update(n, status=status, reason=reason, finished=now_iso())
-        ctx.journal.end(revision=n)
+        ctx.journal.end(revision=n, outcome="unrestored" if rollback else "failed")
         if not rollback:
             return DeployResult("failed",
                                 f"revision {n} failed: {reason}; left in place (--no-rollback)",
@@ -388,7 +388,7 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
     except KeyboardInterrupt:  # a second interrupt: stop at once, say where things stand
         ctx.store.update(n, status="interrupted", finished=now_iso(),
                          reason=f"{reason}; interrupted again while restoring revision {p}")
-        ctx.journal.end(revision=n)
+        ctx.journal.end(revision=n, outcome="unrestored", restores=p)
         return DeployResult(
             "unrestored",
             f"revision {n} failed: {reason}; restoring revision {p} was interrupted, so the "
@@ -397,7 +397,8 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
     ok = restore_failure is None
     ctx.store.update(n, status=status, reason=reason, finished=now_iso(),
                      restored_to=p if ok else None)
-    ctx.journal.end(revision=n)
+    # The journal says how it ended too: the next reader need not guess from the history.
+    ctx.journal.end(revision=n, outcome="rolled_back" if ok else "unrestored", restores=p)
     if ok:
         return DeployResult("rolled_back",
                             f"revision {n} failed: {reason}; revision {p} restored and healthy",

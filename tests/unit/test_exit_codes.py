@@ -167,7 +167,8 @@ def test_an_oserror_in_the_gate_is_a_failed_gate_and_the_good_revision_comes_bac
     second = context.store.get(2)
     assert (second.status, second.restored_to) == ("failed", 1)
     assert "unexpected error: OSError: [Errno 24] Too many open files" in second.reason
-    assert _journal(context)[-1]["step"] == "end"
+    last = _journal(context)[-1]
+    assert (last["step"], last["outcome"], last["restores"]) == ("end", "rolled_back", 1)
 
 
 def test_a_bug_in_the_gate_and_in_the_restore_needs_a_person(
@@ -182,6 +183,7 @@ def test_a_bug_in_the_gate_and_in_the_restore_needs_a_person(
     assert "restoring revision 1 failed too: unexpected error: RuntimeError: no luck" \
         in result.message
     assert context.store.get(2).status == "failed"  # not left pending
+    assert _journal(context)[-1]["outcome"] == "unrestored"
 
 
 def test_a_bug_after_recording_marks_the_revision_and_ends_the_journal(
