@@ -177,6 +177,24 @@ class NoEarlierRevision(BadInput):
         self.current = current
 
 
+class NothingRunning(BadInput):
+    """``pin`` found no running container of the project to record."""
+
+    def __init__(self, project: str) -> None:
+        super().__init__(f"no container of project {project} is running",
+                         hint="start it first (docker compose up -d), or use rollback up")
+        self.project = project
+
+
+class MissingVariable(BadInput):
+    """A ``${NAME:?why}`` in a setting whose variable is unset (``why``: the file's text)."""
+
+    def __init__(self, path: str, name: str, why: str) -> None:
+        super().__init__(f"{path}: required variable {name} is missing: {why}")
+        self.path = path
+        self.name = name
+
+
 class BadInputFromCompose(BadInput):
     """Compose itself rejected the project files (``detail``: the last line it printed)."""
 

@@ -213,3 +213,23 @@ def test_a_bug_after_recording_marks_the_revision_and_ends_the_journal(
 def test_crashed_keeps_its_data() -> None:
     crash = errors.Crashed(KeyError("k"), state="s", revision=3, step="gate", applied=True)
     assert (crash.error_type, crash.detail, crash.state) == ("KeyError", "'k'", "s")
+
+
+def test_common_errors_carry_their_data(ctx: tuple[Context, FakeEngine]) -> None:
+    context, _engine = ctx
+    with pytest.raises(errors.UnknownService) as unknown:
+        deploy.up(context, services=["nosuch"], build=False, pull=None, message="",
+                  overrides=FAST, rollback=True, dry_run=False)
+    assert (unknown.value.unknown, unknown.value.known) == (["nosuch"], ["web"])
+    assert unknown.value.one_line() == "no such service: nosuch; services in this project: web"
+    with pytest.raises(errors.NoEarlierRevision) as earlier:
+        deploy.revert(context, to=None, message="", overrides=FAST)
+    assert earlier.value.current is None
+    hook = errors.HookFailed("pre_up", "check ${TOKEN}", 3)
+    assert (hook.hook, hook.command, hook.code) == ("pre_up", "check ${TOKEN}", 3)
+    with pytest.raises(errors.UsageError) as usage:
+        plugin.split_argv(["compose", "-Dp"], as_plugin=True)
+    assert usage.value.flag == ""  # -D is docker's, not compose's: no flag of this level
+    with pytest.raises(errors.UsageError) as needs:
+        plugin.split_argv(["compose", "-vp"], as_plugin=True)
+    assert needs.value.flag == "-p"
