@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from compose_rollback.errors import (
     BadInput,
+    Crashed,
     Locked,
+    RollbackError,
     StoreNotWritable,
     WriteFailedAfterApply,
 )
@@ -60,7 +62,12 @@ class Context:
             with project_lock(self.store.root, command=command, wait=self.wait_lock,
                               notice=self.progress):
                 recover(self)
-                yield
+                try:
+                    yield
+                except (RollbackError, OSError):
+                    raise
+                except Exception as error:  # a bug: close the journal while still locked
+                    raise crashed(self, error) from error
         except OSError as error:
             where = error.filename or self.store.root
             problem = error.strerror or str(error)
@@ -110,6 +117,39 @@ def recover(ctx: Context) -> int | None:
                          "marked interrupted")
     ctx.journal.end(recovered=number)
     return number if isinstance(number, int) else None
+
+
+def crashed(ctx: Context, error: Exception) -> Crashed:
+    """An unexpected error cut the operation short: record where, and say so.
+
+    The revision it left ``pending`` is marked ``interrupted`` with the error as its reason
+    and the journal ends with a ``crashed`` record (the step, whether containers were
+    touched), so no later command mistakes the state for a clean deploy or rollback.
+    """
+    what = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}".rstrip(": ")
+    records = ctx.journal.unfinished()
+    if not records:  # before the first step or after the last one
+        state = ("the deploy had finished before the error (see `docker compose rollback "
+                 "history`)" if ctx.applied else "nothing was recorded or deployed")
+        return Crashed(error, state=state, applied=ctx.applied)
+    number = records[0].get("revision")
+    revision = number if isinstance(number, int) else None
+    step = str(records[-1].get("step", "begin"))
+    marked = False
+    try:
+        if revision is not None and any(r.number == revision and r.status == "pending"
+                                        for r in ctx.store.revisions()):
+            ctx.store.update(revision, status="interrupted", finished=now_iso(),
+                             reason=f"stopped by an unexpected error during '{step}': {what}")
+            marked = True
+        ctx.journal.end(crashed=what, during=step, revision=revision, applied=ctx.applied)
+    except (OSError, RollbackError):
+        pass  # the journal stays open: the next command marks the revision interrupted
+    where = f"revision {revision}" if revision is not None else "the operation"
+    state = f"{where} stopped during '{step}'" + (" and is marked interrupted" if marked else "")
+    state += ("; containers may be half-changed: check `docker compose rollback status`, then "
+              "`revert` as needed" if ctx.applied else "; no container was changed")
+    return Crashed(error, state=state, revision=revision, step=step, applied=ctx.applied)
 
 
 def _wait_for_compose(ctx: Context, pid: int, *, limit: float = 120.0) -> None:

@@ -10,14 +10,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from compose_rollback.context import Author, Context, author
 from compose_rollback.dockerdata import ImageInfo
-from compose_rollback.errors import BadInput, ExitCode, MissingImage, RollbackError
+from compose_rollback.errors import (
+    BadInput,
+    HookFailed,
+    MissingImage,
+    NoEarlierRevision,
+    RollbackError,
+    UnknownService,
+)
 from compose_rollback.gates.container import GateFailure, wait_healthy
-from compose_rollback.hooks import HookFailed, hook_env, notify, payload, run_hook
-from compose_rollback.interpolate import environment, settings_model
+from compose_rollback.hooks import hook_env, notify, payload, run_hook
+from compose_rollback.interpolate import as_written, environment, settings_model
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, pinned_service, render
 from compose_rollback.pinning import Pin, keep_alive, pin_services, prepare_images
@@ -36,10 +43,17 @@ class Change:
     config_changed: bool
 
 
+#: What a deploy ended in; the CLI alone decides which exit code each one is.
+#: ``failed``: left in place (``--no-rollback``); ``unrestored``: failed and nothing good could
+#: be put back (no earlier revision, or its restore failed too): a person must look.
+Outcome = Literal["deployed", "rolled_back", "failed", "unrestored", "dry_run"]
+
+
 @dataclass(frozen=True)
 class DeployResult:
-    outcome: str  # deployed | rolled_back | failed | unrestored | dry_run
-    exit_code: ExitCode
+    """What happened: the outcome, a one-line message, and the revisions involved."""
+
+    outcome: Outcome
     message: str
     revision: int | None = None
     restored: int | None = None
@@ -71,8 +85,7 @@ def up(
     everything = sorted(model.get("services") or {})
     unknown = sorted(set(services) - set(everything))
     if unknown:
-        raise BadInput(f"no such service: {', '.join(unknown)}",
-                       hint=f"services in this project: {', '.join(everything) or 'none'}")
+        raise UnknownService(unknown, everything)
     if not everything:
         raise BadInput("the project defines no services", hint="add services to compose.yaml")
     if dry_run:
@@ -88,7 +101,7 @@ def up(
         code = run_hook("pre_up", settings.hooks.pre_up, cwd=project.directory, env=env,
                         progress=ctx.progress)
         if code != 0:
-            raise HookFailed("pre_up", settings.hooks.pre_up or "", code)
+            raise HookFailed("pre_up", as_written(settings.hooks.pre_up or ""), code)
         definitions, pins, changes, inspected = _compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
             current=current,
@@ -117,8 +130,7 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
             earlier = [r for r in revisions if r.status == "superseded"
                        and (current is None or r.number < current.number)]
             if not earlier:
-                raise BadInput("there is no earlier good revision to revert to",
-                               hint="see `docker compose rollback history`, then --to REV")
+                raise NoEarlierRevision(current.number if current else None)
             target = earlier[-1]
         data = ctx.store.overlay_data(target)
         settings = _revision_settings(ctx, target, overrides)
@@ -190,7 +202,7 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
                                                 current=current)
     text = render_revision(ctx, number=number, message=message, restores=None,
                            definitions=definitions, top_level=snapshot)
-    return DeployResult("dry_run", ExitCode.OK, f"dry run: revision {number} not recorded",
+    return DeployResult("dry_run", f"dry run: revision {number} not recorded",
                         revision=number, plan=changes, overlay=text)
 
 
@@ -325,27 +337,36 @@ def _settle(
         status = "interrupted"
     except RollbackError as error:  # e.g. the engine stopped answering mid-deploy
         failure = GateFailure("", "", error.one_line())
+    except Exception as error:  # an OSError, a bug: still put the good one back
+        failure = _unexpected(error)
     if failure is None:
         ctx.store.promote(n, finished=now_iso())
-        ctx.journal.end(revision=n)
-        return DeployResult("deployed", ExitCode.OK, f"revision {n} deployed and healthy",
+        ctx.journal.end(revision=n, outcome="deployed")
+        return DeployResult("deployed", f"revision {n} deployed and healthy",
                             revision=n, plan=plan)
     reason = failure.summary()
     ctx.progress(f"revision {n} failed: {reason}")
     if not rollback or previous is None:
         ctx.store.update(n, status=status, reason=reason, finished=now_iso())
-        ctx.journal.end(revision=n)
+        ctx.journal.end(revision=n, outcome="unrestored" if rollback else "failed")
         if not rollback:
-            return DeployResult("failed", ExitCode.ROLLED_BACK,
+            return DeployResult("failed",
                                 f"revision {n} failed: {reason}; left in place (--no-rollback)",
                                 revision=n, failure=failure, plan=plan)
         return DeployResult(
-            "unrestored", ExitCode.NEEDS_PERSON,
+            "unrestored",
             f"revision {n} failed: {reason}; there is no earlier good revision to restore, so "
             "its containers are left as they are for inspection", revision=n,
             failure=failure, plan=plan)
     return _restore(ctx, failed=revision, status=status, failure=failure, previous=previous,
                     overrides=overrides, plan=plan)
+
+
+def _unexpected(error: Exception) -> GateFailure:
+    """An error no gate foresaw, as a failed gate: the type and the text, on one line."""
+    detail = " ".join(str(error).split())[:300]
+    return GateFailure("", "", f"unexpected error: {type(error).__name__}"
+                       + (f": {detail}" if detail else ""))
 
 
 def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailure,
@@ -362,26 +383,29 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
         restore_failure = _apply_and_gate(ctx, previous, settings)
     except RollbackError as error:
         restore_failure = GateFailure("", "", error.one_line())
+    except Exception as error:  # reported below as a restore that failed
+        restore_failure = _unexpected(error)
     except KeyboardInterrupt:  # a second interrupt: stop at once, say where things stand
         ctx.store.update(n, status="interrupted", finished=now_iso(),
                          reason=f"{reason}; interrupted again while restoring revision {p}")
-        ctx.journal.end(revision=n)
+        ctx.journal.end(revision=n, outcome="unrestored", restores=p)
         return DeployResult(
-            "unrestored", ExitCode.NEEDS_PERSON,
+            "unrestored",
             f"revision {n} failed: {reason}; restoring revision {p} was interrupted, so the "
             f"project is between revisions; run `docker compose rollback revert --to {p}`",
             revision=n, failure=failure, plan=plan)
     ok = restore_failure is None
     ctx.store.update(n, status=status, reason=reason, finished=now_iso(),
                      restored_to=p if ok else None)
-    ctx.journal.end(revision=n)
+    # The journal says how it ended too: the next reader need not guess from the history.
+    ctx.journal.end(revision=n, outcome="rolled_back" if ok else "unrestored", restores=p)
     if ok:
-        return DeployResult("rolled_back", ExitCode.ROLLED_BACK,
+        return DeployResult("rolled_back",
                             f"revision {n} failed: {reason}; revision {p} restored and healthy",
                             revision=n, restored=p, failure=failure, plan=plan)
     assert restore_failure is not None
     return DeployResult(
-        "unrestored", ExitCode.NEEDS_PERSON,
+        "unrestored",
         f"revision {n} failed: {reason}; restoring revision {p} failed too: "
         f"{restore_failure.summary()}; the project runs revision {p}'s containers in that "
         "state — check `docker compose ps` and the logs", revision=n, failure=failure,

@@ -22,18 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from compose_rollback import __version__
-from compose_rollback.errors import BadInput
 from compose_rollback.interpolate import as_written
 from compose_rollback.lock import now_iso
 
 HOOK_TIMEOUT = 300.0
-
-
-class HookFailed(BadInput):
-    def __init__(self, hook: str, command: str, code: int) -> None:
-        super().__init__(f"the {hook} hook `{as_written(command)}` exited with {code}; "
-                         "nothing was deployed",
-                         hint="fix the hook or the condition it checks")
 
 
 def run_hook(hook: str, command: str | None, *, cwd: Path, env: Mapping[str, str],

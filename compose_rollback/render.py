@@ -73,10 +73,11 @@ def deploy(result: DeployResult) -> str:
     return "\n".join([result.message, *lines])
 
 
-def deploy_json(result: DeployResult) -> dict[str, Any]:
+def deploy_json(result: DeployResult, *, exit_code: int) -> dict[str, Any]:
+    """The result as JSON, with the exit code the CLI decided on for it."""
     failure = result.failure
     return {
-        "outcome": result.outcome, "exit_code": int(result.exit_code),
+        "outcome": result.outcome, "exit_code": exit_code,
         "message": result.message, "revision": result.revision, "restored": result.restored,
         "failure": None if failure is None else {
             "service": failure.service, "container": failure.container,
