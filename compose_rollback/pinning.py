@@ -105,6 +105,28 @@ def prepare_images(
     return images
 
 
+def planned_images(
+    engine: ImageEngine, project: Project, *, model: Mapping[str, Any],
+    services: Sequence[str], build: bool, pull: str | None,
+) -> tuple[dict[str, ImageInfo], dict[str, str]]:
+    """What ``prepare_images`` would do, done only by looking (a dry run): the images it would
+    pin as they are, and ``build`` or ``pull`` for each service whose image it would build or
+    pull first. Nothing is built, pulled or tagged."""
+    defs = model["services"]
+    refs = {s: image_ref(project.name, s, defs[s]) for s in services}
+    found = engine.inspect_images(list(refs.values()))
+    actions: dict[str, str] = {}
+    for s in services:
+        present = refs[s] in found
+        if defs[s].get("build"):
+            if build or not present:
+                actions[s] = "build"
+        elif pull == "always" or (not present and pull != "never"):
+            actions[s] = "pull"
+    images = {s: found[refs[s]] for s in services if refs[s] in found and s not in actions}
+    return images, actions
+
+
 def _pull(engine: ImageEngine, project: Project, services: Sequence[str], *,
           policy: str) -> dict[str, str]:
     """Pull; the services whose image could not be pulled, with the registry's answer."""
