@@ -41,6 +41,6 @@ def proxied(host: str | None) -> bool:
             return False
     except ValueError:
         pass
-    if not urllib.request.getproxies():
+    if not set(urllib.request.getproxies()) - {"no"}:
         return False
     return not urllib.request.proxy_bypass(name)
