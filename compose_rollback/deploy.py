@@ -20,17 +20,11 @@ from compose_rollback.hooks import HookFailed, hook_env, notify, payload, run_ho
 from compose_rollback.interpolate import environment, settings_model
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, pinned_service, render
-from compose_rollback.pinning import (
-    Pin,
-    image_ref,
-    keep_alive,
-    pin_services,
-    planned_images,
-    prepare_images,
-)
+from compose_rollback.pinning import Pin, keep_alive, pin_images
 from compose_rollback.project import check_files
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
+from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
 
 
@@ -171,18 +165,8 @@ def _compose_revision(
     if left_out:  # as `compose up web` would not start them
         ctx.progress(f"not deployed (new, neither named nor a dependency): "
                      f"{', '.join(left_out)}; `up {' '.join(left_out)}` deploys them")
-    actions: dict[str, str] = {}
-    if dry_run:
-        images, actions = planned_images(ctx.engine, ctx.project, model=model, services=fresh,
-                                         build=build, pull=pull)
-    else:
-        images = prepare_images(ctx.engine, ctx.project, model=model, services=fresh,
-                                build=build, pull=pull)
-    pins = pin_services(project=ctx.project, model=model,
-                        services=[s for s in fresh if s not in actions], images=images)
-    for s in actions:  # its pin is known only once built or pulled
-        ref = image_ref(ctx.project.name, s, model["services"][s])
-        pins[s] = Pin(s, ref, ref, "", local=False, retention="")
+    pins, images, actions = pin_images(ctx.engine, ctx.project, model=model, services=fresh,
+                                       build=build, pull=pull, dry_run=dry_run)
     definitions: dict[str, Any] = {
         s: pinned_service(snapshot["services"][s], image=pins[s].image, local=pins[s].local)
         for s in fresh
@@ -190,25 +174,7 @@ def _compose_revision(
     for s in keep:
         definitions[s], pins[s] = previous[s], old_pins[s]
     changes = _changes(old_pins, pins, previous, definitions)
-    return definitions, pins, changes, list(images.values()), actions
-
-
-def deployed_services(model: Mapping[str, Any], services: Sequence[str]) -> list[str]:
-    """What ``compose up SERVICE...`` starts: the named services and, transitively, what they
-    depend on (compose lists links, ``volumes_from`` and ``network_mode: service:`` under
-    ``depends_on`` too); every service when none is named."""
-    defs = model["services"]
-    if not services:
-        return sorted(defs)
-    seen: set[str] = set()
-    todo = list(services)
-    while todo:
-        name = todo.pop()
-        if name in seen or name not in defs:
-            continue
-        seen.add(name)
-        todo.extend(sorted(defs[name].get("depends_on") or {}))
-    return sorted(seen)
+    return definitions, pins, changes, images, actions
 
 
 def _changes(before: Mapping[str, Pin], after: Mapping[str, Pin],

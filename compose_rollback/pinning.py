@@ -166,6 +166,28 @@ def pin_services(
     return pins
 
 
+def pin_images(
+    engine: ImageEngine, project: Project, *, model: Mapping[str, Any],
+    services: Sequence[str], build: bool, pull: str | None, dry_run: bool,
+) -> tuple[dict[str, Pin], list[ImageInfo], dict[str, str]]:
+    """Build, pull and pin the services' images: their pins, the images inspected, and (for a
+    dry run, which only looks) ``build``/``pull`` per service whose image it would build or
+    pull first; such a service's "pin" is its reference as written, known only afterwards."""
+    actions: dict[str, str] = {}
+    if dry_run:
+        images, actions = planned_images(engine, project, model=model, services=services,
+                                         build=build, pull=pull)
+    else:
+        images = prepare_images(engine, project, model=model, services=services, build=build,
+                                pull=pull)
+    pins = pin_services(project=project, model=model, images=images,
+                        services=[s for s in services if s not in actions])
+    for s in actions:
+        ref = image_ref(project.name, s, model["services"][s])
+        pins[s] = Pin(s, ref, ref, "", local=False, retention="")
+    return pins, list(images.values()), actions
+
+
 def keep_alive(engine: ImageEngine, pins: Mapping[str, Pin], *,
                inspected: Iterable[ImageInfo] = ()) -> None:
     """Create the retention tags that are missing: one ``tag`` per missing tag, so in steady

@@ -20,6 +20,7 @@ from compose_rollback.hooks import run_hook
 from compose_rollback.project import Project
 from compose_rollback.redact import Redactor, redactor_for, referenced
 from compose_rollback.revisions import RevisionStore
+from compose_rollback.selection import deployed_services
 from compose_rollback.urlopen import proxied
 
 from .fake_engine import FakeEngine
@@ -142,9 +143,9 @@ def test_from_service_without_an_answer_says_why() -> None:
 def test_deployed_services_follow_depends_on_transitively() -> None:
     model = {"services": {"web": {"depends_on": {"api": {}}}, "api": {"depends_on": {"db": {}}},
                           "db": {}, "cache": {}}}
-    assert deploy.deployed_services(model, ["web"]) == ["api", "db", "web"]
-    assert deploy.deployed_services(model, ["cache"]) == ["cache"]
-    assert deploy.deployed_services(model, []) == ["api", "cache", "db", "web"]
+    assert deployed_services(model, ["web"]) == ["api", "db", "web"]
+    assert deployed_services(model, ["cache"]) == ["cache"]
+    assert deployed_services(model, []) == ["api", "cache", "db", "web"]
 
 
 class _Recording(FakeEngine):
