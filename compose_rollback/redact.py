@@ -6,8 +6,9 @@ environment, and that holds the values of ``${SECRET}``: every such value is rep
 ``***`` in those texts. The values masked are those of the variables the project refers to
 (``${VAR}``/``$VAR`` anywhere in its files, ``environment:`` entries passed through from the
 shell), as compose would fill them in. Not masked: variables used only in ``image:`` (the pin
-writes the image reference anyway) and values shorter than ``MIN_LENGTH`` characters (masking
-``1`` or ``yes`` would garble every message and hides nothing).
+writes the image reference anyway) or in the project's ``name:`` (part of every container's
+name), and values shorter than ``MIN_LENGTH`` characters (masking ``1`` or ``yes`` would
+garble every message and hides nothing).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def referenced(model: Mapping[str, Any]) -> set[str]:
     """Names of the variables a non-interpolated model takes from the environment."""
     names: set[str] = set()
     for key, value in model.items():
+        if key == "name":
+            continue  # the project's name is in every container's name: not a secret
         if key == "services" and isinstance(value, Mapping):
             for service in value.values():
                 if isinstance(service, Mapping):

@@ -51,13 +51,13 @@ def test_referenced_variables_of_a_model() -> None:
     model = {
         "name": "${PROJECT_NAME:-shop}",
         "services": {"web": {
-            "image": "reg/app:${TAG}",  # written into the pin anyway: not a secret
+            "image": "reg/app:${TAG}",  # written into the pin anyway: not a secret (nor name)
             "environment": {"A": "${TOKEN}", "B": "x$PLAIN", "C": "$${LITERAL}", "PASSED": None},
             "command": ["echo", "${ARG:?required}"],
         }},
         "x-rollback": {"hooks": {"webhook": "http://127.0.0.1/${HOOK_KEY}"}},
     }
-    assert referenced(model) == {"PROJECT_NAME", "TOKEN", "PLAIN", "PASSED", "ARG", "HOOK_KEY"}
+    assert referenced(model) == {"TOKEN", "PLAIN", "PASSED", "ARG", "HOOK_KEY"}
     mask = redactor_for([model], {"TOKEN": "tok-123456", "TAG": "v1.2.3", "PASSED": "passed!",
                                   "UNRELATED": "something-else"})
     assert mask.values == {"tok-123456", "passed!"}
