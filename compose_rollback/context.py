@@ -9,7 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from compose_rollback.errors import (
 )
 from compose_rollback.lock import Journal, now_iso, project_lock
 from compose_rollback.project import Project
+from compose_rollback.redact import Redactor
 from compose_rollback.revisions import Revision, RevisionStore
 
 if TYPE_CHECKING:
@@ -40,6 +41,12 @@ class Context:
     wait_lock: float = 0.0
     applied: bool = False  # containers were touched by this operation
     _engine: Engine | None = None
+    #: Values of the project's variables, masked in all an operation stores or sends
+    #: (deploy adds them once it has read the project); progress lines are masked too.
+    secrets: Redactor = field(default_factory=Redactor)
+
+    def __post_init__(self) -> None:
+        self.progress = self.secrets.progress(self.progress)
 
     @property
     def engine(self) -> Engine:

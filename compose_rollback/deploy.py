@@ -27,9 +27,11 @@ from compose_rollback.hooks import hook_env, notify, payload, run_hook
 from compose_rollback.interpolate import as_written, environment, settings_model
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, pinned_service, render
-from compose_rollback.pinning import Pin, keep_alive, pin_services, prepare_images
+from compose_rollback.pinning import Pin, keep_alive, pin_images
 from compose_rollback.project import check_files
+from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
+from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
 
 
@@ -60,6 +62,8 @@ class DeployResult:
     failure: GateFailure | None = None
     plan: Sequence[Change] = field(default=())
     overlay: str = ""
+    #: A dry run's images that would be built or pulled first: service -> "build" | "pull".
+    actions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ def up(
     project = ctx.project
     check_files(project)
     model, snapshot = read_models(ctx)
+    _mask_secrets(ctx, snapshot)
     settings = overrides.apply(project_settings(ctx, snapshot))
     everything = sorted(model.get("services") or {})
     unknown = sorted(set(services) - set(everything))
@@ -102,7 +107,9 @@ def up(
                         progress=ctx.progress)
         if code != 0:
             raise HookFailed("pre_up", as_written(settings.hooks.pre_up or ""), code)
-        definitions, pins, changes, inspected = _compose_revision(
+        if current is not None:
+            _mask_secrets(ctx, ctx.store.overlay_data(current))
+        definitions, pins, changes, inspected, _ = _compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
             current=current,
         )
@@ -111,8 +118,8 @@ def up(
         text = render_revision(ctx, number=number, message=message, restores=None,
                                definitions=definitions, top_level=snapshot, who=who)
         revision = _record(ctx, who, number=number, kind="up", text=text, pins=pins,
-                           message=message, restores=None, gated=services or everything,
-                           inspected=inspected)
+                           message=message, restores=None,
+                           gated=deployed_services(model, services), inspected=inspected)
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
                             overrides=overrides, rollback=rollback, plan=changes,
                             before=before)
@@ -133,6 +140,7 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
                 raise NoEarlierRevision(current.number if current else None)
             target = earlier[-1]
         data = ctx.store.overlay_data(target)
+        _mask_secrets(ctx, data, *([ctx.store.overlay_data(current)] if current else []))
         settings = _revision_settings(ctx, target, overrides)
         inspected = _check_images_present(ctx, target.pins)
         number = ctx.store.next_number(revisions)
@@ -155,18 +163,22 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
 def _compose_revision(
     ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
     services: Sequence[str], build: bool, pull: str | None, current: Revision | None,
-) -> tuple[dict[str, Any], dict[str, Pin], list[Change], list[ImageInfo]]:
-    """Definitions and pins: named services anew, the others kept from the current revision;
-    and the images inspected for them."""
+    dry_run: bool = False,
+) -> tuple[dict[str, Any], dict[str, Pin], list[Change], list[ImageInfo], dict[str, str]]:
+    """Definitions and pins: the services deployed (named ones and their dependencies) anew,
+    the others kept from the current revision; the images inspected for them; and, for a dry
+    run (which builds and pulls nothing), the images it would build or pull first."""
     previous = ctx.store.overlay_data(current)["services"] if current else {}
     old_pins = current.pins if current else {}
-    everything = sorted(model["services"])
-    keep = [s for s in everything if services and s not in services
-            and s in previous and s in old_pins]
-    fresh = [s for s in everything if s not in keep]
-    images = prepare_images(ctx.engine, ctx.project, model=model, services=fresh, build=build,
-                            pull=pull)
-    pins = pin_services(project=ctx.project, model=model, services=fresh, images=images)
+    fresh = deployed_services(model, services)
+    keep = [s for s in sorted(model["services"])
+            if s not in fresh and s in previous and s in old_pins]
+    left_out = sorted(set(model["services"]) - set(fresh) - set(keep))
+    if left_out:  # as `compose up web` would not start them
+        ctx.progress(f"not deployed (new, neither named nor a dependency): "
+                     f"{', '.join(left_out)}; `up {' '.join(left_out)}` deploys them")
+    pins, images, actions = pin_images(ctx.engine, ctx.project, model=model, services=fresh,
+                                       build=build, pull=pull, dry_run=dry_run)
     definitions: dict[str, Any] = {
         s: pinned_service(snapshot["services"][s], image=pins[s].image, local=pins[s].local)
         for s in fresh
@@ -174,7 +186,7 @@ def _compose_revision(
     for s in keep:
         definitions[s], pins[s] = previous[s], old_pins[s]
     changes = _changes(old_pins, pins, previous, definitions)
-    return definitions, pins, changes, list(images.values())
+    return definitions, pins, changes, images, actions
 
 
 def _changes(before: Mapping[str, Pin], after: Mapping[str, Pin],
@@ -197,13 +209,13 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
     revisions = ctx.store.revisions()
     current = ctx.store.current(revisions)
     number = ctx.store.next_number(revisions)
-    definitions, _, changes, _ = _compose_revision(ctx, model=model, snapshot=snapshot,
-                                                services=services, build=build, pull=pull,
-                                                current=current)
+    definitions, _, changes, _, actions = _compose_revision(
+        ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
+        current=current, dry_run=True)
     text = render_revision(ctx, number=number, message=message, restores=None,
                            definitions=definitions, top_level=snapshot)
     return DeployResult("dry_run", f"dry run: revision {number} not recorded",
-                        revision=number, plan=changes, overlay=text)
+                        revision=number, plan=changes, overlay=text, actions=actions)
 
 
 def render_revision(ctx: Context, *, number: int, message: str, restores: int | None,
@@ -244,6 +256,12 @@ def _check_images_present(ctx: Context, pins: Mapping[str, Pin]) -> list[ImageIn
                    "new image id" if pin.local else f"docker pull {pin.image}")
             raise MissingImage(f"{pin.image} (service {pin.service})", fix=fix)
     return list(found.values())
+
+
+def _mask_secrets(ctx: Context, *models: Mapping[str, Any]) -> None:
+    """Mask the values of the variables these (non-interpolated) models refer to in all the
+    operation stores or sends: history, results, hooks, webhooks, progress."""
+    ctx.secrets.add(redactor_for(models, environment(ctx.project)).values)
 
 
 def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -339,6 +357,8 @@ def _settle(
         failure = GateFailure("", "", error.one_line())
     except Exception as error:  # an OSError, a bug: still put the good one back
         failure = _unexpected(error)
+    if failure is not None:  # what the app printed goes into history, hooks and webhooks
+        failure = failure.masked(ctx.secrets)
     if failure is None:
         ctx.store.promote(n, finished=now_iso())
         ctx.journal.end(revision=n, outcome="deployed")
@@ -395,6 +415,8 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
             f"project is between revisions; run `docker compose rollback revert --to {p}`",
             revision=n, failure=failure, plan=plan)
     ok = restore_failure is None
+    if restore_failure is not None:
+        restore_failure = restore_failure.masked(ctx.secrets)
     ctx.store.update(n, status=status, reason=reason, finished=now_iso(),
                      restored_to=p if ok else None)
     # The journal says how it ended too: the next reader need not guess from the history.
