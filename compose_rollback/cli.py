@@ -1,22 +1,38 @@
 """The command line: parse options, call one core function, render the result.
 
-The only module that imports typer. Every error of the core arrives here as a
-``RollbackError`` and leaves as one line on stderr and a named exit code.
+The only module that imports typer. Every outcome and error of the core arrives here and
+leaves as one line on stderr and the exit code that ``exit_code`` (the one place) names.
 """
 
 import json
 import os
 import sys
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from compose_rollback import render
-from compose_rollback.errors import ExitCode, RollbackError, SettingsError
-from compose_rollback.plugin import Invocation
+from compose_rollback.argv import Invocation, split_argv
+from compose_rollback.errors import (
+    BadInput,
+    Crashed,
+    DeployFailed,
+    DockerFailed,
+    ExitCode,
+    Locked,
+    RestoreFailed,
+    RollbackError,
+    SettingsError,
+    Unreachable,
+    WriteFailedAfterApply,
+)
+
+if TYPE_CHECKING:
+    from compose_rollback.deploy import DeployResult, Outcome
 
 app = typer.Typer(
     help="Deploy a Compose project with every image pinned to an immutable reference, gate it "
@@ -48,7 +64,7 @@ WaitLockOpt = Annotated[str | None, typer.Option(
 def _duration(value: str | None, flag: str) -> float | None:
     if value is None:
         return None
-    from compose_rollback.settings import parse_duration
+    from compose_rollback.durations import parse_duration
 
     return parse_duration(value, path=flag)
 
@@ -267,10 +283,58 @@ def _overrides(timeout: str | None, min_healthy: str | None) -> Any:
                      min_healthy=_duration(min_healthy, "--min-healthy"))
 
 
-def _finish(result: Any, as_json: bool) -> None:
-    _emit(as_json, lambda: render.deploy_json(result), lambda: render.deploy(result))
-    if result.exit_code != ExitCode.OK:
-        raise typer.Exit(int(result.exit_code))
+def _finish(result: "DeployResult", as_json: bool) -> None:
+    code = exit_code(result)
+    _emit(as_json, lambda: render.deploy_json(result, exit_code=int(code)),
+          lambda: render.deploy(result))
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
+
+
+# -- the one place where what happened becomes an exit code (README, "Exit codes") ------------
+_OUTCOME_CODES: dict[str, ExitCode] = {
+    "deployed": ExitCode.OK,
+    "dry_run": ExitCode.OK,
+    "rolled_back": ExitCode.ROLLED_BACK,
+    "failed": ExitCode.ROLLED_BACK,  # --no-rollback: failed, left in place as asked
+    "unrestored": ExitCode.NEEDS_PERSON,
+}
+#: Looked up along each error's class hierarchy, nearest class first.
+_ERROR_CODES: dict[type[BaseException], ExitCode] = {
+    BadInput: ExitCode.BAD_INPUT,
+    _CLICK_ERROR: ExitCode.BAD_INPUT,
+    DeployFailed: ExitCode.ROLLED_BACK,
+    RestoreFailed: ExitCode.NEEDS_PERSON,
+    WriteFailedAfterApply: ExitCode.NEEDS_PERSON,
+    DockerFailed: ExitCode.NEEDS_PERSON,
+    Locked: ExitCode.LOCKED,
+    Unreachable: ExitCode.UNREACHABLE,
+    Crashed: ExitCode.INTERNAL,
+    KeyboardInterrupt: ExitCode.INTERRUPTED,
+    typer.Abort: ExitCode.INTERRUPTED,
+}
+
+
+def exit_code(what: "BaseException | DeployResult | Outcome") -> ExitCode:
+    """The exit code of an outcome or of an error; anything unforeseen is ``INTERNAL``."""
+    if isinstance(what, str):
+        return _OUTCOME_CODES[what]
+    if not isinstance(what, BaseException):
+        return _OUTCOME_CODES[what.outcome]
+    for cls in type(what).__mro__:
+        if cls in _ERROR_CODES:
+            return _ERROR_CODES[cls]
+    return ExitCode.INTERNAL
+
+
+def main(argv: Sequence[str], *, as_plugin: bool) -> int:
+    """Split the argv and run the command: the plugin's and the console script's entry."""
+    try:
+        invocation = split_argv(argv, as_plugin=as_plugin)
+    except RollbackError as error:
+        print(f"compose-rollback: {error.one_line()}", file=sys.stderr)
+        return int(exit_code(error))
+    return run(invocation)
 
 
 def run(invocation: Invocation) -> int:
@@ -283,18 +347,29 @@ def run(invocation: Invocation) -> int:
         return int(result) if isinstance(result, int) else 0
     except typer.Exit as done:
         return int(done.exit_code)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt) as stop:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except RollbackError as error:
-        if _state.get("debug"):
-            raise
-        print(f"{prog}: {error.one_line()}", file=sys.stderr)
-        return int(error.exit_code)
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        return int(exit_code(stop))
     except _CLICK_ERROR as error:  # usage errors: one line, and where to look
         text = " ".join(error.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
         print(f"{prog}: {text}; see '{prog} --help'", file=sys.stderr)
-        return int(ExitCode.BAD_INPUT)
+        return int(exit_code(error))
+    except RollbackError as error:
+        return _report(prog, error, invocation.args)
+    except Exception as error:  # a bug outside any operation: say so, never "rolled back"
+        crashed = Crashed(error, state="no operation was in progress, so nothing was changed")
+        crashed.__cause__ = error
+        return _report(prog, crashed, invocation.args)
+
+
+def _report(prog: str, error: RollbackError, args: Sequence[str]) -> int:
+    """One line on stderr (after the traceback, with --debug); the error's exit code."""
+    if _state.get("debug"):
+        shown = error.__cause__ if isinstance(error, Crashed) and error.__cause__ else error
+        traceback.print_exception(shown, file=sys.stderr)
+    line = f"{prog}: {error.one_line()}"
+    if isinstance(error, Crashed) and not _state.get("debug"):
+        command = " ".join(["--debug", *[a for a in args[:1] if not a.startswith("-")]])
+        line += f"; this is a bug: to see the traceback, run `{prog} {command} …` again"
+    print(line, file=sys.stderr)
+    return int(exit_code(error))

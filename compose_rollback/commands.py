@@ -10,7 +10,7 @@ from compose_rollback import __version__
 from compose_rollback.context import Context, author, notice_interrupted
 from compose_rollback.deploy import project_settings, read_models, render_revision
 from compose_rollback.dockerdata import check_compose
-from compose_rollback.errors import BadInput
+from compose_rollback.errors import BadInput, NothingRunning
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import pinned_service
 from compose_rollback.pinning import Pin, keep_alive, pin_one
@@ -136,8 +136,7 @@ def pin(ctx: Context, *, message: str) -> Revision:
                if not c.oneoff and c.status == "running"}
     services = sorted(s for s in model.get("services") or {} if s in running)
     if not services:
-        raise BadInput(f"no container of project {project.name} is running",
-                       hint="start it first (docker compose up -d), or use rollback up")
+        raise NothingRunning(project.name)
     infos = engine.inspect_images([running[s].image_id for s in services])
     pins = {}
     for service in services:

@@ -9,18 +9,21 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compose_rollback.errors import (
     BadInput,
+    Crashed,
     Locked,
+    RollbackError,
     StoreNotWritable,
     WriteFailedAfterApply,
 )
 from compose_rollback.lock import Journal, now_iso, project_lock
 from compose_rollback.project import Project
+from compose_rollback.redact import Redactor
 from compose_rollback.revisions import Revision, RevisionStore
 
 if TYPE_CHECKING:
@@ -38,6 +41,12 @@ class Context:
     wait_lock: float = 0.0
     applied: bool = False  # containers were touched by this operation
     _engine: Engine | None = None
+    #: Values of the project's variables, masked in all an operation stores or sends
+    #: (deploy adds them once it has read the project); progress lines are masked too.
+    secrets: Redactor = field(default_factory=Redactor)
+
+    def __post_init__(self) -> None:
+        self.progress = self.secrets.progress(self.progress)
 
     @property
     def engine(self) -> Engine:
@@ -60,7 +69,12 @@ class Context:
             with project_lock(self.store.root, command=command, wait=self.wait_lock,
                               notice=self.progress):
                 recover(self)
-                yield
+                try:
+                    yield
+                except (RollbackError, OSError):
+                    raise
+                except Exception as error:  # a bug: close the journal while still locked
+                    raise crashed(self, error) from error
         except OSError as error:
             where = error.filename or self.store.root
             problem = error.strerror or str(error)
@@ -110,6 +124,39 @@ def recover(ctx: Context) -> int | None:
                          "marked interrupted")
     ctx.journal.end(recovered=number)
     return number if isinstance(number, int) else None
+
+
+def crashed(ctx: Context, error: Exception) -> Crashed:
+    """An unexpected error cut the operation short: record where, and say so.
+
+    The revision it left ``pending`` is marked ``interrupted`` with the error as its reason
+    and the journal ends with a ``crashed`` record (the step, whether containers were
+    touched), so no later command mistakes the state for a clean deploy or rollback.
+    """
+    what = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}".rstrip(": ")
+    records = ctx.journal.unfinished()
+    if not records:  # before the first step or after the last one
+        state = ("the deploy had finished before the error (see `docker compose rollback "
+                 "history`)" if ctx.applied else "nothing was recorded or deployed")
+        return Crashed(error, state=state, applied=ctx.applied)
+    number = records[0].get("revision")
+    revision = number if isinstance(number, int) else None
+    step = str(records[-1].get("step", "begin"))
+    marked = False
+    try:
+        if revision is not None and any(r.number == revision and r.status == "pending"
+                                        for r in ctx.store.revisions()):
+            ctx.store.update(revision, status="interrupted", finished=now_iso(),
+                             reason=f"stopped by an unexpected error during '{step}': {what}")
+            marked = True
+        ctx.journal.end(crashed=what, during=step, revision=revision, applied=ctx.applied)
+    except (OSError, RollbackError):
+        pass  # the journal stays open: the next command marks the revision interrupted
+    where = f"revision {revision}" if revision is not None else "the operation"
+    state = f"{where} stopped during '{step}'" + (" and is marked interrupted" if marked else "")
+    state += ("; containers may be half-changed: check `docker compose rollback status`, then "
+              "`revert` as needed" if ctx.applied else "; no container was changed")
+    return Crashed(error, state=state, revision=revision, step=step, applied=ctx.applied)
 
 
 def _wait_for_compose(ctx: Context, pid: int, *, limit: float = 120.0) -> None:

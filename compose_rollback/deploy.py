@@ -10,22 +10,32 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from compose_rollback.context import Author, Context, author
 from compose_rollback.dockerdata import ImageInfo
-from compose_rollback.errors import BadInput, ExitCode, MissingImage, RollbackError
+from compose_rollback.errors import (
+    BadInput,
+    HookFailed,
+    MissingImage,
+    NoEarlierRevision,
+    RollbackError,
+    UnknownService,
+)
 from compose_rollback.gates.container import GateFailure
-from compose_rollback.hooks import HookFailed, hook_env, notify, payload, run_hook
-from compose_rollback.interpolate import environment, settings_model
+from compose_rollback.hooks import hook_env, notify, payload, run_hook
+from compose_rollback.interpolate import as_written, environment, settings_model
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, pinned_service, render
-from compose_rollback.pinning import Pin, keep_alive, pin_services, prepare_images
+from compose_rollback.pinning import Pin, keep_alive, pin_images
 from compose_rollback.project import check_files
+from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
 from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
 from compose_rollback.rollout.labels import labelled, without_label
-from compose_rollback.rollout.orchestrator import Outcome, orchestrator_for
+from compose_rollback.rollout.orchestrator import Outcome as RolloutOutcome
+from compose_rollback.rollout.orchestrator import orchestrator_for
+from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
 
 
@@ -39,16 +49,25 @@ class Change:
     config_changed: bool
 
 
+#: What a deploy ended in; the CLI alone decides which exit code each one is.
+#: ``failed``: left in place (``--no-rollback``); ``unrestored``: failed and nothing good could
+#: be put back (no earlier revision, or its restore failed too): a person must look.
+Outcome = Literal["deployed", "rolled_back", "failed", "unrestored", "dry_run"]
+
+
 @dataclass(frozen=True)
 class DeployResult:
-    outcome: str  # deployed | rolled_back | failed | unrestored | dry_run
-    exit_code: ExitCode
+    """What happened: the outcome, a one-line message, and the revisions involved."""
+
+    outcome: Outcome
     message: str
     revision: int | None = None
     restored: int | None = None
     failure: GateFailure | None = None
     plan: Sequence[Change] = field(default=())
     overlay: str = ""
+    #: A dry run's images that would be built or pulled first: service -> "build" | "pull".
+    actions: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,12 +89,12 @@ def up(
     project = ctx.project
     check_files(project)
     model, snapshot = read_models(ctx)
+    _mask_secrets(ctx, snapshot)
     settings = overrides.apply(project_settings(ctx, snapshot))
     everything = sorted(model.get("services") or {})
     unknown = sorted(set(services) - set(everything))
     if unknown:
-        raise BadInput(f"no such service: {', '.join(unknown)}",
-                       hint=f"services in this project: {', '.join(everything) or 'none'}")
+        raise UnknownService(unknown, everything)
     if not everything:
         raise BadInput("the project defines no services", hint="add services to compose.yaml")
     if dry_run:
@@ -91,8 +110,10 @@ def up(
         code = run_hook("pre_up", settings.hooks.pre_up, cwd=project.directory, env=env,
                         progress=ctx.progress)
         if code != 0:
-            raise HookFailed("pre_up", settings.hooks.pre_up or "", code)
-        definitions, pins, changes, inspected = _compose_revision(
+            raise HookFailed("pre_up", as_written(settings.hooks.pre_up or ""), code)
+        if current is not None:
+            _mask_secrets(ctx, ctx.store.overlay_data(current))
+        definitions, pins, changes, inspected, _ = _compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
             current=current, number=number,
         )
@@ -101,8 +122,8 @@ def up(
         text = render_revision(ctx, number=number, message=message, restores=None,
                                definitions=definitions, top_level=snapshot, who=who)
         revision = _record(ctx, who, number=number, kind="up", text=text, pins=pins,
-                           message=message, restores=None, gated=services or everything,
-                           inspected=inspected)
+                           message=message, restores=None,
+                           gated=deployed_services(model, services), inspected=inspected)
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
                             overrides=overrides, rollback=rollback, plan=changes,
                             before=before)
@@ -120,10 +141,10 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
             earlier = [r for r in revisions if r.status == "superseded"
                        and (current is None or r.number < current.number)]
             if not earlier:
-                raise BadInput("there is no earlier good revision to revert to",
-                               hint="see `docker compose rollback history`, then --to REV")
+                raise NoEarlierRevision(current.number if current else None)
             target = earlier[-1]
         data = ctx.store.overlay_data(target)
+        _mask_secrets(ctx, data, *([ctx.store.overlay_data(current)] if current else []))
         settings = _revision_settings(ctx, target, overrides)
         inspected = _check_images_present(ctx, target.pins)
         number = ctx.store.next_number(revisions)
@@ -146,19 +167,22 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
 def _compose_revision(
     ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
     services: Sequence[str], build: bool, pull: str | None, current: Revision | None,
-    number: int,
-) -> tuple[dict[str, Any], dict[str, Pin], list[Change], list[ImageInfo]]:
-    """Definitions and pins: named services anew, the others kept from the current revision;
-    and the images inspected for them."""
+    dry_run: bool = False, number: int = 0,
+) -> tuple[dict[str, Any], dict[str, Pin], list[Change], list[ImageInfo], dict[str, str]]:
+    """Definitions and pins: the services deployed (named ones and their dependencies) anew,
+    the others kept from the current revision; the images inspected for them; and, for a dry
+    run (which builds and pulls nothing), the images it would build or pull first."""
     previous = ctx.store.overlay_data(current)["services"] if current else {}
     old_pins = current.pins if current else {}
-    everything = sorted(model["services"])
-    keep = [s for s in everything if services and s not in services
-            and s in previous and s in old_pins]
-    fresh = [s for s in everything if s not in keep]
-    images = prepare_images(ctx.engine, ctx.project, model=model, services=fresh, build=build,
-                            pull=pull)
-    pins = pin_services(project=ctx.project, model=model, services=fresh, images=images)
+    fresh = deployed_services(model, services)
+    keep = [s for s in sorted(model["services"])
+            if s not in fresh and s in previous and s in old_pins]
+    left_out = sorted(set(model["services"]) - set(fresh) - set(keep))
+    if left_out:  # as `compose up web` would not start them
+        ctx.progress(f"not deployed (new, neither named nor a dependency): "
+                     f"{', '.join(left_out)}; `up {' '.join(left_out)}` deploys them")
+    pins, images, actions = pin_images(ctx.engine, ctx.project, model=model, services=fresh,
+                                       build=build, pull=pull, dry_run=dry_run)
     definitions: dict[str, Any] = {
         s: labelled(pinned_service(snapshot["services"][s], image=pins[s].image,
                                    local=pins[s].local), previous=previous.get(s), number=number)
@@ -167,7 +191,7 @@ def _compose_revision(
     for s in keep:
         definitions[s], pins[s] = previous[s], old_pins[s]
     changes = _changes(old_pins, pins, previous, definitions)
-    return definitions, pins, changes, list(images.values())
+    return definitions, pins, changes, images, actions
 
 
 def _changes(before: Mapping[str, Pin], after: Mapping[str, Pin],
@@ -190,13 +214,13 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
     revisions = ctx.store.revisions()
     current = ctx.store.current(revisions)
     number = ctx.store.next_number(revisions)
-    definitions, _, changes, _ = _compose_revision(ctx, model=model, snapshot=snapshot,
-                                                services=services, build=build, pull=pull,
-                                                current=current, number=number)
+    definitions, _, changes, _, actions = _compose_revision(
+        ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
+        current=current, dry_run=True, number=number)
     text = render_revision(ctx, number=number, message=message, restores=None,
                            definitions=definitions, top_level=snapshot)
-    return DeployResult("dry_run", ExitCode.OK, f"dry run: revision {number} not recorded",
-                        revision=number, plan=changes, overlay=text)
+    return DeployResult("dry_run", f"dry run: revision {number} not recorded",
+                        revision=number, plan=changes, overlay=text, actions=actions)
 
 
 def render_revision(ctx: Context, *, number: int, message: str, restores: int | None,
@@ -239,6 +263,12 @@ def _check_images_present(ctx: Context, pins: Mapping[str, Pin]) -> list[ImageIn
     return list(found.values())
 
 
+def _mask_secrets(ctx: Context, *models: Mapping[str, Any]) -> None:
+    """Mask the values of the variables these (non-interpolated) models refer to in all the
+    operation stores or sends: history, results, hooks, webhooks, progress."""
+    ctx.secrets.add(redactor_for(models, environment(ctx.project)).values)
+
+
 def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     """The interpolated model (images; in memory only) and the snapshot (what revisions keep),
     read by two ``compose config`` calls side by side."""
@@ -272,7 +302,7 @@ def _restart_counts(ctx: Context) -> dict[str, int]:
 
 def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings, *,
                     leaving: Revision | None, back: bool,
-                    before: Future[dict[str, int]] | None = None) -> Outcome:
+                    before: Future[dict[str, int]] | None = None) -> RolloutOutcome:
     restarts = before.result() if before is not None else _restart_counts(ctx)
     ctx.journal.write("apply", revision=revision.number)
     ctx.applied = True
@@ -331,10 +361,14 @@ def _settle(
         status = "interrupted"
     except RollbackError as error:  # e.g. the engine stopped answering mid-deploy
         failure = GateFailure("", "", error.one_line())
+    except Exception as error:  # an OSError, a bug: still put the good one back
+        failure = _unexpected(error)
+    if failure is not None:  # what the app printed goes into history, hooks and webhooks
+        failure = failure.masked(ctx.secrets)
     if failure is None:
         ctx.store.promote(n, finished=now_iso())
-        ctx.journal.end(revision=n)
-        return DeployResult("deployed", ExitCode.OK, f"revision {n} deployed and healthy",
+        ctx.journal.end(revision=n, outcome="deployed")
+        return DeployResult("deployed", f"revision {n} deployed and healthy",
                             revision=n, plan=plan)
     reason = failure.summary()
     ctx.progress(f"revision {n} failed: {reason}")
@@ -343,13 +377,13 @@ def _settle(
                      plan=plan)
     if not rollback or previous is None:
         ctx.store.update(n, status=status, reason=reason, finished=now_iso())
-        ctx.journal.end(revision=n)
+        ctx.journal.end(revision=n, outcome="unrestored" if rollback else "failed")
         if not rollback:
-            return DeployResult("failed", ExitCode.ROLLED_BACK,
+            return DeployResult("failed",
                                 f"revision {n} failed: {reason}; left in place (--no-rollback)",
                                 revision=n, failure=failure, plan=plan)
         return DeployResult(
-            "unrestored", ExitCode.NEEDS_PERSON,
+            "unrestored",
             f"revision {n} failed: {reason}; there is no earlier good revision to restore, so "
             "its containers are left as they are for inspection", revision=n,
             failure=failure, plan=plan)
@@ -362,13 +396,20 @@ def _stay(ctx: Context, *, revision: Revision, status: str, failure: GateFailure
     """``failure_action: pause|continue``: no way back; say exactly what runs."""
     n, reason = revision.number, failure.summary()
     ctx.store.update(n, status=status, reason=reason, finished=now_iso())
-    ctx.journal.end(revision=n)
+    ctx.journal.end(revision=n, outcome="failed")
     runs = orchestrator_for(ctx).what_runs() or "nothing"
     word = "paused" if action == "pause" else "went on past the failure"
-    return DeployResult("failed", ExitCode.ROLLED_BACK,
+    return DeployResult("failed",
                         f"revision {n} failed: {reason}; {word} (failure_action: {action}), "
                         f"not rolled back; running now: {runs}", revision=n, failure=failure,
                         plan=plan)
+
+
+def _unexpected(error: Exception) -> GateFailure:
+    """An error no gate foresaw, as a failed gate: the type and the text, on one line."""
+    detail = " ".join(str(error).split())[:300]
+    return GateFailure("", "", f"unexpected error: {type(error).__name__}"
+                       + (f": {detail}" if detail else ""))
 
 
 def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailure,
@@ -390,26 +431,31 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
                                           back=True).failure
     except RollbackError as error:
         restore_failure = GateFailure("", "", error.one_line())
+    except Exception as error:  # reported below as a restore that failed
+        restore_failure = _unexpected(error)
     except KeyboardInterrupt:  # a second interrupt: stop at once, say where things stand
         ctx.store.update(n, status="interrupted", finished=now_iso(),
                          reason=f"{reason}; interrupted again while restoring revision {p}")
-        ctx.journal.end(revision=n)
+        ctx.journal.end(revision=n, outcome="unrestored", restores=p)
         return DeployResult(
-            "unrestored", ExitCode.NEEDS_PERSON,
+            "unrestored",
             f"revision {n} failed: {reason}; restoring revision {p} was interrupted, so the "
             f"project is between revisions; run `docker compose rollback revert --to {p}`",
             revision=n, failure=failure, plan=plan)
     ok = restore_failure is None
+    if restore_failure is not None:
+        restore_failure = restore_failure.masked(ctx.secrets)
     ctx.store.update(n, status=status, reason=reason, finished=now_iso(),
                      restored_to=p if ok else None)
-    ctx.journal.end(revision=n)
+    # The journal says how it ended too: the next reader need not guess from the history.
+    ctx.journal.end(revision=n, outcome="rolled_back" if ok else "unrestored", restores=p)
     if ok:
-        return DeployResult("rolled_back", ExitCode.ROLLED_BACK,
+        return DeployResult("rolled_back",
                             f"revision {n} failed: {reason}; revision {p} restored and healthy",
                             revision=n, restored=p, failure=failure, plan=plan)
     assert restore_failure is not None
     return DeployResult(
-        "unrestored", ExitCode.NEEDS_PERSON,
+        "unrestored",
         f"revision {n} failed: {reason}; restoring revision {p} failed too: "
         f"{restore_failure.summary()}; the project runs revision {p}'s containers in that "
         "state — check `docker compose ps` and the logs", revision=n, failure=failure,

@@ -26,7 +26,7 @@ from compose_rollback.dockerdata import (
     container_state,
     match_refs,
 )
-from compose_rollback.errors import DockerFailed, RollbackError, Unreachable
+from compose_rollback.errors import BadInputFromCompose, DockerFailed, RollbackError, Unreachable
 from compose_rollback.project import Project
 
 if TYPE_CHECKING:
@@ -360,14 +360,6 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
             proc.wait(timeout=5)
             return
-
-
-class BadInputFromCompose(RollbackError):
-    """Compose itself rejected the project files (exit 2: the user's input)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(f"compose rejected the project: {detail}",
-                         hint="run `docker compose config` to see the problem")
 
 
 class EventStream:

@@ -1,7 +1,8 @@
 """Exception types that carry data, and the named exit codes.
 
-The core raises these; exactly one place (``cli.run_command``) turns them into a one-line
-message on stderr and the exit code below.
+The core raises these and reports outcomes; exactly one place (``cli.exit_code``) turns an
+error or an outcome into the exit code below, and ``cli.run`` prints the one-line message.
+The errors say what happened, never which code that is.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ class ExitCode(enum.IntEnum):
     NEEDS_PERSON = 3  # failed and could not restore
     LOCKED = 4  # another operation holds the lock
     UNREACHABLE = 5  # Docker engine or registry unreachable; nothing changed
+    INTERNAL = 70  # an unexpected error (a bug; EX_SOFTWARE of sysexits.h): see the journal
+    INTERRUPTED = 130  # interrupted (Ctrl-C, SIGTERM) outside a deploy's own restore
 
 
 class RollbackError(Exception):
-    """Base class: a message for the user, a hint, and an exit code."""
-
-    exit_code: ExitCode = ExitCode.BAD_INPUT
+    """Base class: a message for the user and a hint (the fix)."""
 
     def __init__(self, message: str, *, hint: str = "") -> None:
         super().__init__(message)
@@ -47,6 +48,24 @@ class SettingsError(BadInput):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class OverlapImpossible(BadInput):
+    """A service asks for start-first but two copies of it cannot run at once."""
+
+    def __init__(self, service: str, path: str, blocker: str, *,
+                 what: str = "start-first") -> None:
+        fix = ("remove container_name" if blocker == "container_name" else
+               "take the host port off and put a proxy in front (see README, Zero-downtime "
+               "deploys)")
+        has = ("a container_name" if blocker == "container_name"
+               else f"a fixed host port (services.{service}.{blocker})")
+        super().__init__(f"{path}: {what} needs two copies of {service} at once, but it "
+                         f"has {has}", hint=f"{fix}, or use order: stop-first"
+                         + (" without a canary" if what == "a canary" else ""))
+        self.service = service
+        self.path = path
+        self.blocker = blocker
 
 
 class UnknownRevision(BadInput):
@@ -80,8 +99,6 @@ class StoreNotWritable(BadInput):
 class WriteFailedAfterApply(RollbackError):
     """The containers were changed, then the store could not record it."""
 
-    exit_code = ExitCode.NEEDS_PERSON
-
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"the deploy ran but {path} could not be written: {problem}",
                          hint="free space or fix permissions, then run `docker compose rollback "
@@ -110,13 +127,9 @@ class MissingImage(BadInput):
 class Unreachable(RollbackError):
     """The Docker engine or a registry cannot be reached; nothing was changed."""
 
-    exit_code = ExitCode.UNREACHABLE
-
 
 class DockerFailed(RollbackError):
     """A docker command failed for a reason that is not the user's input."""
-
-    exit_code = ExitCode.NEEDS_PERSON
 
     def __init__(self, command: Sequence[str], stderr: str, *, hint: str = "") -> None:
         last = [line for line in stderr.strip().splitlines() if line.strip()]
@@ -128,7 +141,7 @@ class DockerFailed(RollbackError):
 
 
 class Locked(RollbackError):
-    exit_code = ExitCode.LOCKED
+    """Another operation holds the project lock (``holder`` describes it)."""
 
     def __init__(self, holder: str) -> None:
         super().__init__(
@@ -141,8 +154,6 @@ class Locked(RollbackError):
 class DeployFailed(RollbackError):
     """The new revision failed its gates and the last good revision is back and healthy."""
 
-    exit_code = ExitCode.ROLLED_BACK
-
     def __init__(self, message: str, *, revision: int, restored: int | None) -> None:
         super().__init__(message)
         self.revision = revision
@@ -152,8 +163,94 @@ class DeployFailed(RollbackError):
 class RestoreFailed(RollbackError):
     """The deploy failed and the previous state could not be brought back."""
 
-    exit_code = ExitCode.NEEDS_PERSON
-
     def __init__(self, message: str, *, revision: int) -> None:
         super().__init__(message)
         self.revision = revision
+
+
+class UsageError(BadInput):
+    """The command line itself is wrong (a global flag without its value, a missing word)."""
+
+    def __init__(self, message: str, *, flag: str = "") -> None:
+        super().__init__(message)
+        self.flag = flag
+
+
+class UnknownService(BadInput):
+    """Services named on the command line that the project does not define."""
+
+    def __init__(self, unknown: Sequence[str], known: Sequence[str]) -> None:
+        super().__init__(f"no such service: {', '.join(unknown)}",
+                         hint=f"services in this project: {', '.join(known) or 'none'}")
+        self.unknown = list(unknown)
+        self.known = list(known)
+
+
+class NoEarlierRevision(BadInput):
+    """``revert`` without ``--to`` and no earlier good revision to go back to."""
+
+    def __init__(self, current: int | None) -> None:
+        super().__init__("there is no earlier good revision to revert to",
+                         hint="see `docker compose rollback history`, then --to REV")
+        self.current = current
+
+
+class NothingRunning(BadInput):
+    """``pin`` found no running container of the project to record."""
+
+    def __init__(self, project: str) -> None:
+        super().__init__(f"no container of project {project} is running",
+                         hint="start it first (docker compose up -d), or use rollback up")
+        self.project = project
+
+
+class MissingVariable(BadInput):
+    """A ``${NAME:?why}`` in a setting whose variable is unset (``why``: the file's text)."""
+
+    def __init__(self, path: str, name: str, why: str) -> None:
+        super().__init__(f"{path}: required variable {name} is missing: {why}")
+        self.path = path
+        self.name = name
+
+
+class BadInputFromCompose(BadInput):
+    """Compose itself rejected the project files (``detail``: the last line it printed)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"compose rejected the project: {detail}",
+                         hint="run `docker compose config` to see the problem")
+        self.detail = detail
+
+
+class HookFailed(BadInput):
+    """A ``pre_up`` hook exited non-zero, so nothing was deployed.
+
+    ``command`` is the hook as written (``${VAR}`` kept, see ``interpolate.as_written``).
+    """
+
+    def __init__(self, hook: str, command: str, code: int) -> None:
+        super().__init__(f"the {hook} hook `{command}` exited with {code}; nothing was deployed",
+                         hint="fix the hook or the condition it checks")
+        self.hook = hook
+        self.command = command
+        self.code = code
+
+
+class Crashed(RollbackError):
+    """An unexpected error (a bug): what it was and what state it left things in.
+
+    ``state`` says it in words for the user; ``revision``/``step``/``applied`` are what the
+    journal knew when it happened (``None``/``""``/``False`` when no operation was running).
+    """
+
+    def __init__(self, error: BaseException, *, state: str, revision: int | None = None,
+                 step: str = "", applied: bool = False) -> None:
+        detail = " ".join(str(error).split())[:300]
+        self.error_type = type(error).__name__
+        super().__init__(f"unexpected error: {self.error_type}" + (f": {detail}" if detail else ""),
+                         hint=state)
+        self.detail = detail
+        self.state = state
+        self.revision = revision
+        self.step = step
+        self.applied = applied

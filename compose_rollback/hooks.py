@@ -2,7 +2,8 @@
 
 Hook environment: ``COMPOSE_ROLLBACK_PROJECT``, ``_REVISION`` (the new revision),
 ``_PREVIOUS`` (the last good one, empty if none), ``_STATUS`` (pending, deployed, failed,
-rolled_back, unrestored), ``_REASON`` (why it failed), ``_HOOK`` (which hook).
+rolled_back, unrestored), ``_REASON`` (why it failed), ``_HOOK`` (which hook). A hook's
+output (stdout too) goes to stderr, so stdout stays the command's result (``--json``).
 
 Webhook payload (JSON, POST), one per revision result::
 
@@ -17,23 +18,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from compose_rollback import __version__
-from compose_rollback.errors import BadInput
 from compose_rollback.interpolate import as_written
 from compose_rollback.lock import now_iso
+from compose_rollback.urlopen import urlopen
 
 HOOK_TIMEOUT = 300.0
-
-
-class HookFailed(BadInput):
-    def __init__(self, hook: str, command: str, code: int) -> None:
-        super().__init__(f"the {hook} hook `{as_written(command)}` exited with {code}; "
-                         "nothing was deployed",
-                         hint="fix the hook or the condition it checks")
+_STDERR = 2  # the file descriptor, whatever sys.stderr is
 
 
 def run_hook(hook: str, command: str | None, *, cwd: Path, env: Mapping[str, str],
@@ -43,9 +39,11 @@ def run_hook(hook: str, command: str | None, *, cwd: Path, env: Mapping[str, str
         return 0
     progress(f"hook {hook}: {as_written(command)}")
     full = {**os.environ, **env, "COMPOSE_ROLLBACK_HOOK": hook}
+    sys.stdout.flush()
     try:
+        # Its output goes to our stderr: stdout is the command's result (``--json``).
         done = subprocess.run(["sh", "-c", command], cwd=cwd, env=full, check=False,
-                              timeout=HOOK_TIMEOUT)
+                              timeout=HOOK_TIMEOUT, stdout=_STDERR)
     except subprocess.TimeoutExpired:
         progress(f"hook {hook} timed out after {HOOK_TIMEOUT:g}s")
         return 124
@@ -85,7 +83,7 @@ def notify(url: str | None, body: Mapping[str, Any], *,
         url, data=json.dumps(body, sort_keys=True).encode(), method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "compose-rollback"})
     try:
-        with urllib.request.urlopen(request, timeout=10):
+        with urlopen(request, timeout=10):
             return True
     except (urllib.error.URLError, OSError, ValueError) as error:
         progress(f"webhook {as_written(url)} failed: {getattr(error, 'reason', error)}")

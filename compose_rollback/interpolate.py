@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from compose_rollback.errors import BadInput
+from compose_rollback.errors import MissingVariable
 from compose_rollback.project import Project
 
 _REF = re.compile(
@@ -93,7 +93,7 @@ def _one(text: str, env: Mapping[str, str], path: str) -> str:
             unset = value is None or (op == ":-" and value == "")
             return arg if unset else str(value)
         if op in (":?", "?") and (value is None or (op == ":?" and value == "")):
-            raise BadInput(f"{path}: required variable {name} is missing: {arg}")
+            raise MissingVariable(path, name, arg)
         return value or ""
 
     result = _REF.sub(replace, text)

@@ -105,6 +105,28 @@ def prepare_images(
     return images
 
 
+def planned_images(
+    engine: ImageEngine, project: Project, *, model: Mapping[str, Any],
+    services: Sequence[str], build: bool, pull: str | None,
+) -> tuple[dict[str, ImageInfo], dict[str, str]]:
+    """What ``prepare_images`` would do, done only by looking (a dry run): the images it would
+    pin as they are, and ``build`` or ``pull`` for each service whose image it would build or
+    pull first. Nothing is built, pulled or tagged."""
+    defs = model["services"]
+    refs = {s: image_ref(project.name, s, defs[s]) for s in services}
+    found = engine.inspect_images(list(refs.values()))
+    actions: dict[str, str] = {}
+    for s in services:
+        present = refs[s] in found
+        if defs[s].get("build"):
+            if build or not present:
+                actions[s] = "build"
+        elif pull == "always" or (not present and pull != "never"):
+            actions[s] = "pull"
+    images = {s: found[refs[s]] for s in services if refs[s] in found and s not in actions}
+    return images, actions
+
+
 def _pull(engine: ImageEngine, project: Project, services: Sequence[str], *,
           policy: str) -> dict[str, str]:
     """Pull; the services whose image could not be pulled, with the registry's answer."""
@@ -142,6 +164,28 @@ def pin_services(
     if problems:
         raise UnpinnableImages(problems)
     return pins
+
+
+def pin_images(
+    engine: ImageEngine, project: Project, *, model: Mapping[str, Any],
+    services: Sequence[str], build: bool, pull: str | None, dry_run: bool,
+) -> tuple[dict[str, Pin], list[ImageInfo], dict[str, str]]:
+    """Build, pull and pin the services' images: their pins, the images inspected, and (for a
+    dry run, which only looks) ``build``/``pull`` per service whose image it would build or
+    pull first; such a service's "pin" is its reference as written, known only afterwards."""
+    actions: dict[str, str] = {}
+    if dry_run:
+        images, actions = planned_images(engine, project, model=model, services=services,
+                                         build=build, pull=pull)
+    else:
+        images = prepare_images(engine, project, model=model, services=services, build=build,
+                                pull=pull)
+    pins = pin_services(project=project, model=model, images=images,
+                        services=[s for s in services if s not in actions])
+    for s in actions:
+        ref = image_ref(project.name, s, model["services"][s])
+        pins[s] = Pin(s, ref, ref, "", local=False, retention="")
+    return pins, list(images.values()), actions
 
 
 def keep_alive(engine: ImageEngine, pins: Mapping[str, Pin], *,

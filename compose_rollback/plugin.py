@@ -1,8 +1,8 @@
-"""Docker CLI plugin entry: metadata, docker/compose global flags, then the CLI.
+"""Docker CLI plugin entry: the metadata answer, the plugin's environment, then the CLI.
 
-The docker CLI runs a plugin with its raw argv: ``[docker globals] compose [compose globals]
-rollback …`` through our compose shim, or ``[docker globals] rollback …`` as the top-level
-``docker-rollback`` plugin. Standalone, ``compose-rollback [compose globals] COMMAND`` works too.
+The argv is split in ``argv`` (docker and compose global flags) and run by ``cli.main``, which
+alone turns what happened into an exit code. This module imports the CLI only when a command
+runs: the docker CLI asks every plugin for its metadata on each invocation.
 """
 
 from __future__ import annotations
@@ -13,9 +13,20 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from compose_rollback import __version__
+from compose_rollback.argv import (
+    COMPOSE_BOOL_FLAGS,
+    COMPOSE_VALUE_FLAGS,
+    DOCKER_BOOL_FLAGS,
+    DOCKER_VALUE_FLAGS,
+    Invocation,
+    split_argv,
+)
+from compose_rollback.errors import UsageError
+
+__all__ = ["COMPOSE_BOOL_FLAGS", "COMPOSE_VALUE_FLAGS", "DOCKER_BOOL_FLAGS",
+           "DOCKER_VALUE_FLAGS", "METADATA", "Invocation", "UsageError", "main", "split_argv"]
 
 METADATA = {
     "SchemaVersion": "0.1.0",
@@ -24,134 +35,19 @@ METADATA = {
     "ShortDescription": "Pinned, gated, revertible Compose deploys",
 }
 
-DOCKER_VALUE_FLAGS = {"--config": "config", "-c": "context", "--context": "context",
-                      "-H": "host", "--host": "host", "-l": "log_level",
-                      "--log-level": "log_level", "--tlscacert": "tlscacert",
-                      "--tlscert": "tlscert", "--tlskey": "tlskey"}
-DOCKER_BOOL_FLAGS = {"--tls": "tls", "--tlsverify": "tlsverify", "-D": "", "--debug": ""}
-COMPOSE_VALUE_FLAGS = {"-f": "files", "--file": "files", "-p": "project_name",
-                       "--project-name": "project_name", "--project-directory":
-                       "project_directory", "--workdir": "project_directory",
-                       "--env-file": "env_files", "--profile": "profiles", "--ansi": "ansi",
-                       "--progress": "progress", "--parallel": ""}
-COMPOSE_BOOL_FLAGS = {"--compatibility": "", "--dry-run": "dry_run", "--all-resources": "",
-                      "--no-ansi": "", "--verbose": "", "-v": "", "--version": ""}
-_LISTS = {"files", "env_files", "profiles"}
-
-
-class UsageError(Exception):
-    pass
-
-
-@dataclass
-class Invocation:
-    """The argv of one run, split into docker globals, compose globals and our own args."""
-
-    docker: dict[str, str | bool] = field(default_factory=dict)
-    compose: dict[str, str | list[str] | bool] = field(default_factory=dict)
-    args: list[str] = field(default_factory=list)
-    prog: str = "compose-rollback"
-
-
-def _take(argv: Sequence[str], i: int, values: dict[str, str], bools: dict[str, str],
-          into: dict[str, object]) -> int:
-    """Consume one global flag at ``argv[i]``; return the index after it (or ``i`` if none)."""
-    word = argv[i]
-    name, eq, inline = word.partition("=")
-    if name in values and name.startswith("--"):
-        if eq:
-            value = inline
-        elif i + 1 < len(argv):
-            value, i = argv[i + 1], i + 1
-        else:
-            raise UsageError(f"flag {name} needs a value")
-        _store(into, values[name], value)
-        return i + 1
-    if name in bools and not eq:
-        if bools[name]:
-            into[bools[name]] = True
-        return i + 1
-    short = word[:2]
-    if short in values and not short.startswith("--") and len(short) == 2 and short[1] != "-":
-        if len(word) > 2:
-            _store(into, values[short], word[2:].lstrip("="))
-            return i + 1
-        if i + 1 >= len(argv):
-            raise UsageError(f"flag {short} needs a value")
-        _store(into, values[short], argv[i + 1])
-        return i + 2
-    return i
-
-
-def _store(into: dict[str, object], key: str, value: str) -> None:
-    if not key:
-        return
-    if key in _LISTS:
-        existing = into.setdefault(key, [])
-        assert isinstance(existing, list)
-        existing.append(value)
-    else:
-        into[key] = value
-
-
-def split_argv(argv: Sequence[str], *, as_plugin: bool) -> Invocation:
-    """Split an argv into docker globals, compose globals and our command's args.
-
-    ``as_plugin``: the docker CLI started us, so the argv begins with docker's global flags
-    and the word ``compose`` (through the shim) or ``rollback`` (as ``docker-rollback``).
-    """
-    inv = Invocation()
-    docker: dict[str, object] = {}
-    compose: dict[str, object] = {}
-    i = 0
-    words = list(argv)
-    if as_plugin:
-        while i < len(words) and words[i] not in ("compose", "rollback"):
-            nxt = _take(words, i, DOCKER_VALUE_FLAGS, DOCKER_BOOL_FLAGS, docker)
-            if nxt == i:
-                break
-            i = nxt
-        if i < len(words) and words[i] == "compose":
-            i += 1
-            inv.prog = "docker compose rollback"
-        else:
-            inv.prog = "docker rollback"
-    while i < len(words):
-        if words[i] == "--":
-            i += 1
-            break
-        nxt = _take(words, i, COMPOSE_VALUE_FLAGS, COMPOSE_BOOL_FLAGS, compose)
-        if nxt == i:
-            break
-        i = nxt
-    if as_plugin:
-        if i < len(words) and words[i] == "rollback":
-            i += 1
-        elif inv.prog == "docker compose rollback":
-            raise UsageError("expected the word 'rollback' after compose's global flags")
-    inv.docker = {k: v for k, v in docker.items() if isinstance(v, str | bool)}
-    inv.compose = {k: v for k, v in compose.items() if isinstance(v, str | list | bool)}
-    inv.args = words[i:]
-    return inv
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == ["docker-cli-plugin-metadata"]:
         print(json.dumps(METADATA))
-        return 0
+        return 0  # the plugin protocol's answer, not a command: no outcome to map
     # The docker CLI passes these to us; children we start must not inherit them.
     socket_name = os.environ.pop("DOCKER_CLI_PLUGIN_SOCKET", None)
     as_plugin = os.environ.pop("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", None) is not None
-    try:
-        invocation = split_argv(words, as_plugin=as_plugin)
-    except UsageError as error:
-        print(f"compose-rollback: {error}", file=sys.stderr)
-        return 2
     _cancel_on_signals(socket_name)
-    from compose_rollback.cli import run
+    from compose_rollback.cli import main as run_cli
 
-    return run(invocation)
+    return run_cli(words, as_plugin=as_plugin)
 
 
 def _cancel_on_signals(socket_name: str | None) -> None:

@@ -66,6 +66,10 @@ def deploy(result: DeployResult) -> str:
         lines.append(f"  {change.service}: {what}")
     if result.outcome == "dry_run":
         body = "\n".join(lines) or "  no changes"
+        for action in ("build", "pull"):
+            would = [s for s, a in sorted(result.actions.items()) if a == action]
+            if would:  # pinned only once built or pulled: the overlay names them unpinned
+                body += f"\nwould {action} (not done in a dry run): {', '.join(would)}"
         return f"{result.message}\nplan:\n{body}\n\n{result.overlay}"
     if result.failure is not None and result.failure.logs:
         logs = "\n".join(f"    | {line}" for line in result.failure.logs.splitlines()[-10:])
@@ -73,10 +77,11 @@ def deploy(result: DeployResult) -> str:
     return "\n".join([result.message, *lines])
 
 
-def deploy_json(result: DeployResult) -> dict[str, Any]:
+def deploy_json(result: DeployResult, *, exit_code: int) -> dict[str, Any]:
+    """The result as JSON, with the exit code the CLI decided on for it."""
     failure = result.failure
     return {
-        "outcome": result.outcome, "exit_code": int(result.exit_code),
+        "outcome": result.outcome, "exit_code": exit_code,
         "message": result.message, "revision": result.revision, "restored": result.restored,
         "failure": None if failure is None else {
             "service": failure.service, "container": failure.container,
@@ -84,6 +89,9 @@ def deploy_json(result: DeployResult) -> dict[str, Any]:
         "plan": [{"service": c.service, "before": c.before, "after": c.after,
                   "config_changed": c.config_changed} for c in result.plan],
         "overlay": result.overlay or None,
+        **({"would_build": sorted(s for s, a in result.actions.items() if a == "build"),
+            "would_pull": sorted(s for s, a in result.actions.items() if a == "pull")}
+           if result.outcome == "dry_run" else {}),
     }
 
 

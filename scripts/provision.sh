@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Provision what compose-rollback's tests need on a Debian host that has at most the docker
 # client: the engine (docker.io, iptables), a loopback registry (docker-registry), a static
-# busybox for FROM-scratch test images, Prometheus for the metrics gate, and Compose v2.
+# busybox for FROM-scratch test images, Prometheus for the metrics gate, HAProxy (its binary goes
+# into a FROM-scratch proxy image for the zero-downtime tests; no haproxy daemon is left
+# running on the host) and Compose v2.
 #
 # Idempotent: installs and starts only what is missing, says what it does, and takes well
 # under two seconds when everything is already there.
 set -euo pipefail
 
 COMPOSE_VERSION=2.40.3
-APT_PACKAGES=(docker.io iptables docker-registry busybox-static prometheus)
+APT_PACKAGES=(docker.io iptables docker-registry busybox-static prometheus haproxy)
+HAPROXY_PIDFILE=/run/haproxy.pid
 DOCKERD_LOG=/var/log/dockerd.log
 DOCKER_WAIT_SECONDS=60
 
@@ -42,6 +45,28 @@ ensure_apt_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
         "${missing[@]}"
+}
+
+# The tests only copy /usr/sbin/haproxy into an image. Debian's package starts its service where
+# the init system lets it (policy-rc.d usually forbids it in containers): stop and disable it,
+# so the host holds no port and runs no proxy it does not need.
+ensure_no_haproxy_daemon() {
+    if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+        if systemctl is-active --quiet haproxy || systemctl is-enabled --quiet haproxy 2>/dev/null; then
+            say "stopping and disabling the host's haproxy service (the tests run it in containers)"
+            as_root systemctl disable --now --quiet haproxy
+        fi
+        return
+    fi
+    local pid
+    [[ -r $HAPROXY_PIDFILE ]] || return 0
+    pid=$(<"$HAPROXY_PIDFILE")
+    # A live haproxy only: the pid file may be stale, and a zombie is already stopped.
+    if [[ -n $pid ]] && [[ $(cat "/proc/$pid/comm" 2>/dev/null) == haproxy ]] \
+        && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then
+        say "stopping the host's haproxy daemon (pid $pid; the tests run it in containers)"
+        as_root kill -TERM "$pid"
+    fi
 }
 
 docker_up() { docker info >/dev/null 2>&1; }
@@ -104,6 +129,7 @@ ensure_compose() {
 }
 
 ensure_apt_packages
+ensure_no_haproxy_daemon
 ensure_engine
 ensure_compose
 say "ready: engine $(docker info --format '{{.ServerVersion}}'), $(docker compose version)"

@@ -44,6 +44,11 @@ class GateFailure:
         where = f"{self.service} ({self.container})" if self.container else self.service
         return f"{where}: {self.reason}" if where else self.reason
 
+    def masked(self, mask: Callable[[str], str]) -> GateFailure:
+        """The same failure with secrets masked in what the app printed (health-check and
+        exec output, log lines), before it is stored or sent anywhere."""
+        return replace(self, reason=mask(self.reason), logs=mask(self.logs))
+
 
 class GateEngine(Protocol):
     def containers(self, project_name: str, *, known: Sequence[str] = ()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from compose_rollback.gates.specs import GateSpec
+from compose_rollback.urlopen import urlopen
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def probe_http(spec: GateSpec) -> Outcome:
     assert isinstance(spec.target, str)
     request = urllib.request.Request(spec.target, headers={"User-Agent": "compose-rollback"})
     try:
-        with urllib.request.urlopen(request, timeout=spec.timeout) as response:
+        with urlopen(request, timeout=spec.timeout) as response:
             code, body = response.status, response.read(65536).decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         code, body = error.code, error.read(65536).decode("utf-8", "replace")
@@ -82,29 +83,37 @@ def probe_exec(spec: GateSpec, engine: ExecEngine, containers: Sequence[str]) ->
 
 
 def probe_http_inside(spec: GateSpec, engine: ExecEngine, containers: Sequence[str]) -> Outcome:
-    """An HTTP probe from inside the service's container (its network), with its wget."""
+    """An HTTP probe from inside the service's container (its network), with its wget.
+
+    ``wget -S`` prints each response's status line (``  HTTP/1.1 503 …``, one per redirect)
+    on stderr, which ``exec_in`` returns after the body: the last one is the answer judged
+    against ``status``. wget fetches no body for an error status (4xx, 5xx)."""
     assert isinstance(spec.target, str)
     for container in containers[:1]:
-        code, body = engine.exec_in(container, ("wget", "-q", "-O", "-", spec.target),
-                                    timeout=spec.timeout + 1)
-        if code != 0:
+        code, output = engine.exec_in(container, ("wget", "-S", "-q", "-O", "-", spec.target),
+                                      timeout=spec.timeout + 1)
+        found = list(_STATUS_LINE.finditer(output))
+        if not found:
             return Outcome(False, f"GET {spec.label} from {spec.service} failed (wget exit "
-                           f"{code}): {body.strip()[-200:]}")
-        return _judge_http(spec, 200, body)
+                           f"{code}): {output.strip()[-200:]}")
+        body = output[:found[0].start()] if code == 0 else ""
+        return _judge_http(spec, int(found[-1].group(1)), body)
     return Outcome(False, "no running container to probe from")
+
+
+_STATUS_LINE = re.compile(r"^[ \t]*HTTP/\d(?:\.\d)? (\d{3})\b", re.MULTILINE)
 
 
 def probe_prometheus(spec: GateSpec) -> Outcome:
     """Truthy: a non-empty result whose every value meets ``below``/``above`` if given."""
     import urllib.error
     import urllib.parse
-    import urllib.request
 
     assert isinstance(spec.target, str)
     url = (spec.target.rstrip("/") + "/api/v1/query?"
            + urllib.parse.urlencode({"query": spec.query}))
     try:
-        with urllib.request.urlopen(url, timeout=spec.timeout) as response:
+        with urlopen(url, timeout=spec.timeout) as response:
             data = json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)

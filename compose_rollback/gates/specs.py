@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from compose_rollback.durations import parse_duration
 from compose_rollback.errors import SettingsError
 from compose_rollback.interpolate import as_written
 
@@ -112,8 +113,6 @@ def _text(value: object, path: str) -> str:
 
 def parse_gate(raw: object, *, path: str, service: str | None) -> GateSpec:
     """One entry of a ``gates:`` list."""
-    from compose_rollback.settings import parse_duration
-
     if not isinstance(raw, Mapping):
         raise SettingsError(path, f"expected a mapping with one of {', '.join(KINDS)}")
     kinds = [k for k in KINDS if k in raw]

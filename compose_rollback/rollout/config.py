@@ -20,7 +20,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from compose_rollback.errors import BadInput, SettingsError
+from compose_rollback.errors import OverlapImpossible, SettingsError
 from compose_rollback.interpolate import interpolate
 from compose_rollback.settings import Settings, parse_duration
 
@@ -202,24 +202,6 @@ def check_overlap(rollout: RolloutConfig, services: list[str], *,
                 key = "rollback_config" if back else "update_config"
                 raise OverlapImpossible(name, f"services.{name}.deploy.{key}.order",
                                         service.single_copy)
-
-
-class OverlapImpossible(BadInput):
-    """A service asks for start-first but two copies of it cannot run at once."""
-
-    def __init__(self, service: str, path: str, blocker: str, *,
-                 what: str = "start-first") -> None:
-        fix = ("remove container_name" if blocker == "container_name" else
-               "take the host port off and put a proxy in front (see README, Zero-downtime "
-               "deploys)")
-        has = ("a container_name" if blocker == "container_name"
-               else f"a fixed host port (services.{service}.{blocker})")
-        super().__init__(f"{path}: {what} needs two copies of {service} at once, but it "
-                         f"has {has}", hint=f"{fix}, or use order: stop-first"
-                         + (" without a canary" if what == "a canary" else ""))
-        self.service = service
-        self.path = path
-        self.blocker = blocker
 
 
 def with_monitor(settings: Settings, model: Mapping[str, Any]) -> Settings:

@@ -57,3 +57,35 @@ def copy_quickstart(project: ComposeProject, *, busybox: Path) -> Quickstart:
         "PYTHONPATH": python_path,
     }
     return Quickstart(dir=project.dir, port=int(env["QUICKSTART_PORT"]), env=env)
+
+
+@dataclass(frozen=True)
+class ZeroDowntime:
+    """``examples/zero-downtime`` copied into a test project.
+
+    ``env`` holds ``ZERO_DOWNTIME_PORT`` (a free port instead of 8080) and ``BUSYBOX``;
+    the images are ``<project>-web:<version>`` and ``<project>-lb:2.6``.
+    """
+
+    dir: Path
+    port: int
+    env: dict[str, str]
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    @property
+    def build_images(self) -> Path:
+        return self.dir / "build-images.sh"
+
+
+def copy_zero_downtime(project: ComposeProject, *, busybox: Path) -> ZeroDowntime:
+    """Copy ``examples/zero-downtime`` into ``project.dir`` and make it that project (its
+    name and image names follow the project, so ``project.cleanup()`` removes them)."""
+    shutil.copytree(EXAMPLES_DIR / "zero-downtime", project.dir, dirs_exist_ok=True)
+    compose = project.dir / "compose.yaml"
+    text = re.sub(r"(?m)^name: .*$", f"name: {project.name}", compose.read_text())
+    text = text.replace("image: zero-downtime-", f"image: {project.name}-")
+    compose.write_text(text)
+    env = {"ZERO_DOWNTIME_PORT": str(free_port()), "BUSYBOX": str(busybox)}
+    return ZeroDowntime(dir=project.dir, port=int(env["ZERO_DOWNTIME_PORT"]), env=env)

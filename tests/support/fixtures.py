@@ -15,6 +15,19 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
     A real Prometheus on ``127.0.0.1:<free port>`` scraping every second: ``.url`` (for a
     prometheus gate), ``.scrape("127.0.0.1:<port>") -> name``, ``.wait_scraped(name)``,
     ``.query(expr)``, ``.value(expr)``, ``.forget(name)``.
+``haproxy_image`` (session)
+    The FROM-scratch HAProxy image built from the host's ``/usr/sbin/haproxy`` (``.ref`` ->
+    ``crt-haproxy-<hex>:2.6``, built on first use, removed at the end of the session).
+``haproxy`` (function)
+    ``.start(project, service="web", port=8080, network=None, slots=10,
+    health_path="/health/", checked_first=True)`` -> ``Proxy`` in front of that service (call
+    it after the project's first ``up``: it joins ``<project>_default`` as an external
+    network, in its own compose project ``<project>-lb``, so deploys of the app never touch
+    it). ``Proxy``: ``.port``, ``.url(path)``, ``.servers()`` (``ServerState``: name, status,
+    address), ``.up_addresses()``, ``.wait_up(n | {ip:port, ...})``, ``.logs()``. Every proxy
+    is removed after the test, before ``project``. Measure with
+    ``support.load.Load(proxy.url())``; ``support.haproxy.container_addresses(project, svc)``
+    names containers the way the proxy does. Configuration: ``support.haproxy.haproxy_config``.
 ``project`` (function)
     A fresh directory and compose project ``crt-<8 hex>``: ``.write()``, ``.write_file()``,
     ``.run()`` (our CLI), ``.compose()`` (plain compose), ``.containers()``, ``.health()``,
@@ -32,7 +45,8 @@ from pathlib import Path
 import pytest
 
 from .compose_project import ComposeProject
-from .helpers import HttpResponse, http_get, wait_for
+from .haproxy import HaproxyImage, Proxies, Proxy, haproxy_binary
+from .helpers import HttpResponse, http_get, unique_name, wait_for
 from .prereq import need
 from .prometheus import Prometheus, prometheus_binary
 from .registry import Registry, registry_binary
@@ -42,9 +56,14 @@ __all__ = [
     "VARIANTS",
     "AppImages",
     "ComposeProject",
+    "HaproxyImage",
     "HttpResponse",
     "Prometheus",
+    "Proxies",
+    "Proxy",
     "Registry",
+    "haproxy",
+    "haproxy_image",
     "http_get",
     "images",
     "project",
@@ -102,3 +121,35 @@ def project(docker_engine: None, tmp_path: Path) -> Iterator[ComposeProject]:
         yield created
     finally:
         created.cleanup()
+
+
+@pytest.fixture(scope="session")
+def haproxy_image(
+    docker_engine: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[HaproxyImage]:
+    """The session's HAProxy image (built on first use, about 2 s), removed at the end."""
+    binary = need(haproxy_binary(), "haproxy is not installed (Debian package haproxy)")
+    image = HaproxyImage(
+        workdir=tmp_path_factory.mktemp("haproxy"),
+        binary=binary,
+        session=unique_name("s", hex_chars=8).removeprefix("s-"),
+    )
+    try:
+        yield image
+    finally:
+        image.cleanup()
+
+
+@pytest.fixture
+def haproxy(
+    haproxy_image: HaproxyImage, project: ComposeProject, tmp_path: Path
+) -> Iterator[Proxies]:
+    """Start HAProxy in front of a project's service; every proxy goes after the test.
+
+    Depends on ``project`` so that the proxies, which hold its network, are removed first.
+    """
+    proxies = Proxies(image=haproxy_image, workdir=tmp_path / "proxies")
+    try:
+        yield proxies
+    finally:
+        proxies.cleanup()

@@ -1,9 +1,10 @@
 """Build, tag and push the test application image (``tests/support/images/``).
 
 Every image is built locally ``FROM scratch`` with the static busybox: nothing is ever pulled.
-Each *variant* bakes its behaviour into ``ENV MODE=...``, so variants have distinct image ids
-and registry digests; every image carries the labels ``org.compose-rollback.test.session`` and
-``.nonce``, so images of one session are ours alone and can be removed by exact reference.
+Each *variant* bakes its behaviour into ``ENV MODE=...`` (and ``ON_SIGTERM``), so variants
+have distinct image ids and registry digests; every image carries the labels
+``org.compose-rollback.test.session`` and ``.nonce``, so images of one session are ours alone
+and can be removed by exact reference.
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ _DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 
 @dataclass(frozen=True)
 class Variant:
-    """How a variant is built: the baked ``MODE`` and the Dockerfile target."""
+    """How a variant is built: the baked ``MODE``, the Dockerfile target and what the shell
+    (PID 1) does with SIGTERM: ``exit`` at once, or ``ignore`` it (``docker stop`` then waits
+    the whole stop grace period and kills)."""
 
     mode: str
     target: str
     summary: str
+    on_sigterm: str = "exit"
 
 
 VARIANTS: dict[str, Variant] = {
@@ -52,7 +56,18 @@ VARIANTS: dict[str, Variant] = {
     "exit0": Variant("exit0", "plain", "one-shot job, exits 0 after JOB_SECONDS (0) s"),
     "exit1": Variant("exit1", "plain", "one-shot job, exits 1 after JOB_SECONDS (0) s"),
     "nohealthcheck": Variant("nohealthcheck", "plain", "serves like healthy, no HEALTHCHECK"),
+    "stubborn": Variant(
+        "healthy", "app", "like healthy, but ignores SIGTERM (no trap)", on_sigterm="ignore"
+    ),
+    "stubborn-unhealthy": Variant(
+        "unhealthy", "app", "like unhealthy, but ignores SIGTERM (no trap)", on_sigterm="ignore"
+    ),
 }
+"""Every variant answers ``/`` with its release: ``RELEASE`` (runtime environment), else
+``VERSION`` (the variant's name for ``local()``, ``<variant>-<nonce>`` for ``build_fresh()``);
+the CGI answers (``/health``, ``/cgi-bin/...``) carry it as ``X-Release``. ``crash`` never
+serves (it exits before its server starts); ``unhealthy`` serves ``/`` but fails ``/health``;
+``slow`` serves ``/`` at once but fails ``/health`` (503) for ``SLOW_START`` seconds."""
 
 
 def find_busybox() -> Path | None:
@@ -237,6 +252,7 @@ class AppImages:
         began = time.monotonic()
         args = {
             "MODE": spec.mode,
+            "ON_SIGTERM": spec.on_sigterm,
             "VARIANT": variant,
             "VERSION": version,
             "SESSION": self.session,

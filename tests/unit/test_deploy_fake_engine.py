@@ -11,7 +11,7 @@ import pytest
 from compose_rollback import commands, deploy
 from compose_rollback.context import Context
 from compose_rollback.dockerdata import ImageInfo
-from compose_rollback.errors import BadInput, ExitCode, UnpinnableImages
+from compose_rollback.errors import BadInput, UnpinnableImages
 from compose_rollback.project import Project
 from compose_rollback.revisions import RevisionStore
 
@@ -51,7 +51,7 @@ def _up(context: Context, **kw: Any) -> deploy.DeployResult:
 def test_first_deploy_pins_registry_digest_and_local_id(ctx: tuple[Context, FakeEngine]) -> None:
     context, engine = ctx
     result = _up(context)
-    assert result.exit_code == ExitCode.OK
+    assert result.outcome == "deployed"
     revision = context.store.get(1)
     assert revision.pins["web"].image == "reg/app:latest@sha256:" + "a" * 64
     assert revision.pins["worker"].image == LOCAL.id and revision.pins["worker"].local
@@ -74,7 +74,7 @@ def test_failed_gate_restores_last_good(ctx: tuple[Context, FakeEngine]) -> None
 
     engine.containers = crash_only_bad  # type: ignore[method-assign]
     result = _up(context)
-    assert result.exit_code == ExitCode.ROLLED_BACK
+    assert result.outcome == "rolled_back"
     assert result.restored == 1
     assert engine.applied == ["0001.yaml", "0002.yaml", "0001.yaml"]
     statuses = [(r.number, r.status) for r in context.store.revisions()]
@@ -86,7 +86,7 @@ def test_first_deploy_failing_needs_a_person(ctx: tuple[Context, FakeEngine]) ->
     context, engine = ctx
     engine.behaviour["web"] = "unhealthy"
     result = _up(context)
-    assert result.exit_code == ExitCode.NEEDS_PERSON
+    assert result.outcome == "unrestored"
     assert context.store.get(1).status == "failed"
 
 
@@ -95,7 +95,7 @@ def test_no_rollback_leaves_the_failed_revision(ctx: tuple[Context, FakeEngine])
     _up(context)
     engine.behaviour["web"] = "crash"
     result = _up(context, rollback=False)
-    assert result.exit_code == ExitCode.ROLLED_BACK and result.restored is None
+    assert result.outcome == "failed" and result.restored is None
     assert engine.applied[-1] == "0002.yaml"
 
 
@@ -138,7 +138,7 @@ def test_revert_records_a_new_revision_and_diff_shows_config(
     engine.images["reg/app:latest"] = BAD
     _up(context)
     result = deploy.revert(context, to=None, message="", overrides=FAST)
-    assert result.exit_code == ExitCode.OK
+    assert result.outcome == "deployed"
     third = context.store.get(3)
     assert third.kind == "revert" and third.restores == 1 and third.status == "deployed"
     assert context.store.get(2).status == "superseded"

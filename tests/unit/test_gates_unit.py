@@ -239,6 +239,7 @@ def test_interpolation_follows_compose(tmp_path: Path) -> None:
                                            ("2.23.3", False), ("1.29.2", False),
                                            ("2.40.3-desktop.1", True), ("garbage", False)])
 def test_compose_version_policy(found: str, ok: bool) -> None:
+    from compose_rollback.cli import exit_code
     from compose_rollback.dockerdata import check_compose
     from compose_rollback.errors import ExitCode, Unreachable
 
@@ -247,4 +248,4 @@ def test_compose_version_policy(found: str, ok: bool) -> None:
         return
     with pytest.raises(Unreachable) as caught:
         check_compose(found)
-    assert caught.value.exit_code == ExitCode.UNREACHABLE
+    assert exit_code(caught.value) == ExitCode.UNREACHABLE

@@ -10,15 +10,10 @@ import pytest
 from compose_rollback import deploy
 from compose_rollback.context import Context
 from compose_rollback.dockerdata import ContainerState, ImageInfo
-from compose_rollback.errors import ExitCode, SettingsError
+from compose_rollback.errors import OverlapImpossible, SettingsError
 from compose_rollback.project import Project
 from compose_rollback.revisions import RevisionStore
-from compose_rollback.rollout.config import (
-    OverlapImpossible,
-    check_overlap,
-    load_rollout,
-    with_monitor,
-)
+from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
 from compose_rollback.rollout.labels import CONFIG_HASH, REVISION_LABEL, labelled
 from compose_rollback.rollout.plan import build_plan, dependency_order
 from compose_rollback.settings import Settings, load_settings
@@ -182,11 +177,11 @@ def _up(context: Context) -> deploy.DeployResult:
 def test_start_first_good_release_stops_the_old_only_after(
         shop: tuple[Context, FakeEngine]) -> None:
     context, engine = shop
-    assert _up(context).exit_code == ExitCode.OK
+    assert _up(context).outcome == "deployed"
     old = sorted(engine.boxes)
     engine.images["reg/app:latest"] = BAD
     engine.calls.clear()
-    assert _up(context).exit_code == ExitCode.OK
+    assert _up(context).outcome == "deployed"
     assert engine.calls[0] == ("up", "0002.yaml", ("web",), {"web": 4}, False)
     assert engine.calls[-1] == ("stop", tuple(old))
     assert len(engine.boxes) == 2 and not set(engine.boxes) & set(old)
@@ -201,7 +196,7 @@ def test_start_first_broken_release_is_killed_and_the_old_kept(
     engine.image_behaviour[BAD.id] = "unhealthy"
     engine.calls.clear()
     result = _up(context)
-    assert result.exit_code == ExitCode.ROLLED_BACK and result.restored == 1
+    assert result.outcome == "rolled_back" and result.restored == 1
     kills = [c for c in engine.calls if c[0] == "kill"]
     assert len(kills) == 1 and len(kills[0][1]) == 2 and not set(kills[0][1]) & set(old)
     assert not [c for c in engine.calls if c[0] == "stop"]
@@ -220,7 +215,7 @@ def test_stop_first_failure_kills_before_the_way_back(tmp_path: Path) -> None:
     engine.images["reg/app:latest"] = BAD
     engine.image_behaviour[BAD.id] = "unhealthy"
     engine.calls.clear()
-    assert _up(context).exit_code == ExitCode.ROLLED_BACK
+    assert _up(context).outcome == "rolled_back"
     kinds = [c[0] for c in engine.calls]
     assert kinds == ["up", "kill", "up"]  # the failed container killed, then revision 1 put back
 

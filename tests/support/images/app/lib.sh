@@ -19,7 +19,8 @@ respond() {
         503) reason="Service Unavailable" ;;
         *) reason="Status $1" ;;
     esac
-    printf 'Status: %s %s\r\nContent-Type: text/plain\r\n\r\n%s\n' "$1" "$reason" "$2"
+    printf 'Status: %s %s\r\nContent-Type: text/plain\r\nX-Release: %s\r\n\r\n%s\n' \
+        "$1" "$reason" "${RELEASE:-$VERSION}" "$2"
 }
 
 # health_code: the HTTP status /health answers right now.
