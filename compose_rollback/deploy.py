@@ -351,11 +351,12 @@ def _settle(
     n = revision.number
     status = "failed"
     discard: tuple[str, ...] = ()
-    action = "rollback"
+    action, touched = "rollback", True
     try:
         outcome = _apply_and_gate(ctx, revision, settings, leaving=previous,
                                   back=revision.kind == "revert", before=before)
         failure, discard, action = outcome.failure, outcome.discard, outcome.action
+        touched = outcome.touched
     except KeyboardInterrupt:
         failure = GateFailure("", "", "interrupted by the user")
         status = "interrupted"
@@ -388,7 +389,7 @@ def _settle(
             "its containers are left as they are for inspection", revision=n,
             failure=failure, plan=plan)
     return _restore(ctx, failed=revision, status=status, failure=failure, previous=previous,
-                    overrides=overrides, plan=plan, discard=discard)
+                    overrides=overrides, plan=plan, discard=discard, touched=touched)
 
 
 def _stay(ctx: Context, *, revision: Revision, status: str, failure: GateFailure, action: str,
@@ -414,7 +415,7 @@ def _unexpected(error: Exception) -> GateFailure:
 
 def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailure,
              previous: Revision, overrides: Overrides, plan: Sequence[Change],
-             discard: Sequence[str] = ()) -> DeployResult:
+             discard: Sequence[str] = (), touched: bool = True) -> DeployResult:
     n, p = failed.number, previous.number
     reason = failure.summary()
     ctx.journal.write("restore", revision=n, restores=p)
@@ -427,6 +428,8 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
         # errors (and need a Prometheus that may be what failed): a restore is judged by
         # its containers and probes only.
         settings = _revision_settings(ctx, previous, overrides).without_gates("prometheus")
+        if not touched:  # the old release kept running: check it, no soak to sit through
+            settings = settings.with_overrides(min_healthy=0.0)
         restore_failure = _apply_and_gate(ctx, previous, settings, leaving=failed,
                                           back=True).failure
     except RollbackError as error:

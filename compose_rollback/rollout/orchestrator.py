@@ -41,6 +41,7 @@ class Outcome:
     action: str = "rollback"
     discard: tuple[str, ...] = ()
     plan: Plan = field(default_factory=lambda: Plan(()))
+    touched: bool = True  # False: no running container was stopped or replaced
 
 
 class Orchestrator(Protocol):
@@ -65,6 +66,7 @@ class ComposeOrchestrator:
                 self.ctx.progress(f"plan: {line}")
         everything = sorted({s for step in plan.steps for s in step.services})
         failures: list[tuple[Step, GateFailure]] = []
+        touched = False
         for index, step in enumerate(plan.steps):
             last = index == len(plan.steps) - 1
             run = StepRun(ctx=self.ctx, step=step, revision=revision.number,
@@ -72,16 +74,19 @@ class ComposeOrchestrator:
                           settings=settings if last else _service_gates_only(settings),
                           restarts=restarts, all_services=everything)
             failure = STRATEGIES[step.order](run)
+            # A failed start-first or canary step discarded its new containers and left the
+            # old ones as they were; any other step may have replaced running containers.
+            touched = touched or failure is None or step.order not in ("start-first", "canary")
             if failure is None:
                 continue
             action = rollout.of(failure.service).config(back=back).failure_action \
                 if failure.service else "rollback"
             failures.append((step, failure))
             if action != "continue":
-                return self._failed(revision, leaving, step, failure, action, plan)
+                return self._failed(revision, leaving, step, failure, action, plan, touched)
         if failures:
             step, failure = failures[0]
-            return self._failed(revision, leaving, step, failure, "continue", plan)
+            return self._failed(revision, leaving, step, failure, "continue", plan, touched)
         return Outcome(COMPLETED, plan=plan)
 
     def discard(self, containers: Sequence[str]) -> None:
@@ -122,11 +127,12 @@ class ComposeOrchestrator:
             return new.result(), (old.result() if old is not None else {})
 
     def _failed(self, revision: Revision, leaving: Revision | None, step: Step,
-                failure: GateFailure, action: str, plan: Plan) -> Outcome:
+                failure: GateFailure, action: str, plan: Plan, touched: bool) -> Outcome:
         discard: tuple[str, ...] = ()
         if step.order == "stop-first" and leaving is not None:
             discard = self._recreated(revision, leaving, step)
-        return Outcome(FAILED, failure, action=action, discard=discard, plan=plan)
+        return Outcome(FAILED, failure, action=action, discard=discard, plan=plan,
+                       touched=touched)
 
     def _recreated(self, revision: Revision, leaving: Revision, step: Step) -> tuple[str, ...]:
         """Containers a failed stop-first step created: the revision's hash, not the one
