@@ -56,6 +56,10 @@ SoakOpt = Annotated[str | None, typer.Option(
     "--min-healthy", metavar="DURATION",
     help="How long everything must stay healthy (e.g. 10s, 0 to skip). "
     "Default: x-rollback.min_healthy or 10s.")]
+OrchestratorOpt = Annotated[str | None, typer.Option(
+    "--orchestrator", metavar="NAME",
+    help="compose (one engine) or swarm (docker stack deploy). "
+    "Default: x-rollback.orchestrator or compose.")]
 WaitLockOpt = Annotated[str | None, typer.Option(
     "--wait-lock", metavar="DURATION",
     help="Wait this long for another operation's lock instead of failing.")]
@@ -69,7 +73,7 @@ def _duration(value: str | None, flag: str) -> float | None:
     return parse_duration(value, path=flag)
 
 
-def _ctx(wait_lock: str | None = None) -> Any:
+def _ctx(wait_lock: str | None = None, orchestrator: str | None = None) -> Any:
     from compose_rollback.context import Context, store_dir
     from compose_rollback.engine import DockerOptions, Engine
     from compose_rollback.project import ComposeOptions, resolve_project
@@ -85,9 +89,12 @@ def _ctx(wait_lock: str | None = None) -> Any:
     docker = DockerOptions(**dict(inv.docker.items()))  # type: ignore[arg-type]
     from compose_rollback.revisions import RevisionStore
 
+    if orchestrator not in (None, "compose", "swarm"):
+        raise SettingsError("--orchestrator", f"expected compose or swarm, got {orchestrator!r}")
     return Context(project=project, store=RevisionStore(store_dir(project, os.environ)),
                    progress=_progress_view(), engine_factory=lambda: Engine(docker=docker),
-                   wait_lock=_duration(wait_lock, "--wait-lock") or 0.0)
+                   wait_lock=_duration(wait_lock, "--wait-lock") or 0.0,
+                   orchestrator=orchestrator)
 
 
 def _as_list(value: object) -> list[str]:
@@ -173,7 +180,7 @@ def up(
         "--no-rollback", help="Leave a failed revision in place instead of reverting.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the revision and the plan; change nothing.")] = False,
-    wait_lock: WaitLockOpt = None, as_json: JsonOpt = False,
+    wait_lock: WaitLockOpt = None, orchestrator: OrchestratorOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Deploy with pinned images and health gates; revert to the last good revision on failure."""
     from compose_rollback import deploy
@@ -181,8 +188,8 @@ def up(
     if pull not in (None, "always", "missing", "never"):
         raise SettingsError("--pull", f"expected always, missing or never, got {pull!r}")
     dry = dry_run or bool(_state["invocation"].compose.get("dry_run"))
-    result = deploy.up(_ctx(wait_lock), services=services or [], build=build, pull=pull,
-                       message=message, overrides=_overrides(timeout, min_healthy),
+    result = deploy.up(_ctx(wait_lock, orchestrator), services=services or [], build=build,
+                       pull=pull, message=message, overrides=_overrides(timeout, min_healthy),
                        rollback=not no_rollback, dry_run=dry)
     _finish(result, as_json)
 
@@ -194,12 +201,12 @@ def revert(
         help="Revision to restore (default: the last good one before the current).")
     ] = None,
     message: MessageOpt = "", timeout: TimeoutOpt = None, min_healthy: SoakOpt = None,
-    wait_lock: WaitLockOpt = None, as_json: JsonOpt = False,
+    wait_lock: WaitLockOpt = None, orchestrator: OrchestratorOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Go back to the last good revision, or to any kept revision (recorded as a new one)."""
     from compose_rollback import deploy
 
-    result = deploy.revert(_ctx(wait_lock), to=to, message=message,
+    result = deploy.revert(_ctx(wait_lock, orchestrator), to=to, message=message,
                            overrides=_overrides(timeout, min_healthy))
     _finish(result, as_json)
 
@@ -214,11 +221,11 @@ def history(*, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def status(*, as_json: JsonOpt = False) -> None:
+def status(*, orchestrator: OrchestratorOpt = None, as_json: JsonOpt = False) -> None:
     """Show the current revision and, per service, what runs, its health and any drift."""
     from compose_rollback import commands
 
-    report = commands.status(_ctx())
+    report = commands.status(_ctx(orchestrator=orchestrator))
     _emit(as_json, lambda: render.status_json(report), lambda: render.status(report))
 
 
@@ -239,11 +246,11 @@ def diff(
 
 @app.command()
 def pin(*, message: MessageOpt = "", wait_lock: WaitLockOpt = None,
-        as_json: JsonOpt = False) -> None:
+        orchestrator: OrchestratorOpt = None, as_json: JsonOpt = False) -> None:
     """Record what runs now as a revision, without deploying anything."""
     from compose_rollback import commands
 
-    revision = commands.pin(_ctx(wait_lock), message=message)
+    revision = commands.pin(_ctx(wait_lock, orchestrator), message=message)
     _emit(as_json, revision.to_json,
           lambda: f"recorded revision {revision.number} ({len(revision.pins)} services)")
 

@@ -26,6 +26,7 @@ class ServiceStatus:
     pinned_id: str | None
     running: list[dict[str, Any]]
     drift: list[str]
+    desired: int | None = None  # Swarm: the replicas the service asks for
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,11 @@ def status(ctx: Context) -> StatusReport:
     notice_interrupted(ctx)
     current = ctx.store.current()
     pins: Mapping[str, Pin] = current.pins if current else {}
+    if ctx.orchestrator_name() == "swarm":
+        from compose_rollback.swarm.adopt import stack_status
+
+        return StatusReport(ctx.project.name, current,
+                            [ServiceStatus(**found) for found in stack_status(ctx, pins)])
     containers = [c for c in ctx.engine.containers(ctx.project.name) if not c.oneoff]
     report = []
     for service in sorted(set(pins) | {c.service for c in containers}):
@@ -132,17 +138,9 @@ def pin(ctx: Context, *, message: str) -> Revision:
     check_files(project)
     model, snapshot = read_models(ctx)
     project_settings(ctx, snapshot)
-    running = {c.service: c for c in engine.containers(project.name)
-               if not c.oneoff and c.status == "running"}
-    services = sorted(s for s in model.get("services") or {} if s in running)
-    if not services:
-        raise NothingRunning(project.name)
-    infos = engine.inspect_images([running[s].image_id for s in services])
-    pins = {}
-    for service in services:
-        ref = str(model["services"][service].get("image") or f"{project.name}-{service}")
-        pins[service] = pin_one(service, ref, infos[running[service].image_id],
-                                project=project.name)
+    pins = _running_pins(ctx, model)
+    services = sorted(pins)
+    infos = engine.inspect_images([pins[s].image_id for s in services])
     definitions = {s: pinned_service(snapshot["services"][s], image=pins[s].image,
                                      local=pins[s].local) for s in services}
     with ctx.locked("pin"):
@@ -161,6 +159,22 @@ def pin(ctx: Context, *, message: str) -> Revision:
         keep_alive(engine, pins, inspected=infos.values())
         ctx.store.promote(number, finished=now_iso())
         return ctx.store.get(number)
+
+
+def _running_pins(ctx: Context, model: Mapping[str, Any]) -> dict[str, Pin]:
+    if ctx.orchestrator_name() == "swarm":
+        from compose_rollback.swarm.adopt import stack_pins
+
+        return stack_pins(ctx, model)
+    project = ctx.project
+    running = {c.service: c for c in ctx.engine.containers(project.name)
+               if not c.oneoff and c.status == "running"}
+    services = sorted(s for s in model.get("services") or {} if s in running)
+    if not services:
+        raise NothingRunning(project.name)
+    infos = ctx.engine.inspect_images([running[s].image_id for s in services])
+    return {s: pin_one(s, str(model["services"][s].get("image") or f"{project.name}-{s}"),
+                       infos[running[s].image_id], project=project.name) for s in services}
 
 
 # -- prune ------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ class Context:
     progress: Progress
     engine_factory: Callable[[], Engine]
     wait_lock: float = 0.0
+    #: ``--orchestrator``; None: ``x-rollback.orchestrator`` of the compose files, or compose
+    orchestrator: str | None = None
     applied: bool = False  # containers were touched by this operation
     _engine: Engine | None = None
     #: Values of the project's variables, masked in all an operation stores or sends
@@ -53,6 +55,16 @@ class Context:
         if self._engine is None:
             self._engine = self.engine_factory()
         return self._engine
+
+    def orchestrator_name(self) -> str:
+        """``compose`` or ``swarm``: the flag, else the compose files' setting (read once)."""
+        if self.orchestrator is None:
+            found = _top_setting(self.project.files, "orchestrator")
+            if found not in (None, "compose", "swarm"):
+                raise BadInput(f"x-rollback.orchestrator: expected compose or swarm, got "
+                               f"{found!r}")
+            self.orchestrator = str(found or "compose")
+        return self.orchestrator
 
     @property
     def journal(self) -> Journal:
@@ -184,7 +196,15 @@ def store_dir(project: Project, environ: Mapping[str, str]) -> Path:
 
 def _dir_setting(files: tuple[Path, ...]) -> str | None:
     """Read ``x-rollback.dir`` without calling compose (fast commands need no engine)."""
-    found: str | None = None
+    found = _top_setting(files, "dir")
+    if found is not None and not isinstance(found, str):
+        raise BadInput("x-rollback.dir: expected a directory path")
+    return found
+
+
+def _top_setting(files: tuple[Path, ...], key: str) -> object:
+    """One key of the top-level ``x-rollback`` of the compose files (the last file wins)."""
+    found: object = None
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
@@ -199,10 +219,8 @@ def _dir_setting(files: tuple[Path, ...]) -> str | None:
         except OverlayError:
             continue
         block = data.get("x-rollback") if isinstance(data, dict) else None
-        if isinstance(block, dict) and block.get("dir") is not None:
-            if not isinstance(block["dir"], str):
-                raise BadInput("x-rollback.dir: expected a directory path")
-            found = block["dir"]
+        if isinstance(block, dict) and block.get(key) is not None:
+            found = block[key]
     return found
 
 

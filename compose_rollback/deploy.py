@@ -31,9 +31,9 @@ from compose_rollback.pinning import Pin, keep_alive, pin_images
 from compose_rollback.project import check_files
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
+from compose_rollback.rollout.base import Outcome as RolloutOutcome
 from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
 from compose_rollback.rollout.labels import labelled, without_label
-from compose_rollback.rollout.orchestrator import Outcome as RolloutOutcome
 from compose_rollback.rollout.orchestrator import orchestrator_for
 from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
@@ -117,10 +117,11 @@ def up(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
             current=current, number=number,
         )
-        ctx.journal.begin("up", revision=number)
         who = author(project)  # one reading for the file's header and the history
         text = render_revision(ctx, number=number, message=message, restores=None,
                                definitions=definitions, top_level=snapshot, who=who)
+        orchestrator_for(ctx).check(pins=pins, text=text)  # Swarm refuses local images
+        ctx.journal.begin("up", revision=number)
         revision = _record(ctx, who, number=number, kind="up", text=text, pins=pins,
                            message=message, restores=None,
                            gated=deployed_services(model, services), inspected=inspected)
@@ -149,10 +150,11 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
         inspected = _check_images_present(ctx, target.pins)
         number = ctx.store.next_number(revisions)
         message = message or f"revert to revision {target.number}"
-        ctx.journal.begin("revert", revision=number, restores=target.number)
         who = author(ctx.project)
         text = render_revision(ctx, number=number, message=message, restores=target.number,
                                definitions=data["services"], top_level=data, who=who)
+        orchestrator_for(ctx).check(pins=target.pins, text=text)
+        ctx.journal.begin("revert", revision=number, restores=target.number)
         revision = _record(ctx, who, number=number, kind="revert", text=text,
                            pins=target.pins, message=message, restores=target.number,
                            gated=sorted(data["services"]), inspected=inspected)

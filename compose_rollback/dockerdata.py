@@ -36,6 +36,7 @@ class ContainerState:
     oneoff: bool
     health_output: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
+    failure: str = ""  # an orchestrator's own verdict (a Swarm task that ended): fails the gate
 
 
 @dataclass(frozen=True)

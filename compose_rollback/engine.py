@@ -336,6 +336,86 @@ class Engine:
         return EventStream(args, on_event)
 
 
+    # -- swarm ------------------------------------------------------------------------------
+    def swarm_state(self) -> str:
+        """``active`` on a Swarm manager, else the node's state (``inactive``, ``worker``…)."""
+        done = self._quick(["info", "--format",
+                            "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
+        if done.returncode != 0:
+            raise self._translate(_exception(done))
+        state, _, manager = done.stdout.strip().partition(" ")
+        return state if state != "active" or manager == "true" else "worker"
+
+    def stack_model(self, project: Project, *, text: str) -> dict[str, Any]:
+        """A revision's text as Compose reads it alone (``-f -``): interpolated, normalised.
+        Holds secrets: memory only."""
+        done = self._fed([*self.compose_cmd(project, [Path("-")]), "config", "--format",
+                          "json"], text)
+        if done.returncode != 0:
+            raise self._translate(_exception(done))
+        model: dict[str, Any] = json.loads(done.stdout)
+        return model
+
+    def stack_check(self, text: str) -> str:
+        """What ``docker stack config`` (the stack loader) says is wrong with a stack file."""
+        done = self._fed([*self.docker_cmd(), "stack", "config", "--compose-file", "-"], text)
+        lines = done.stderr.strip().splitlines()
+        return "" if done.returncode == 0 else (lines[-1] if lines else "rejected")
+
+    def stack_deploy(self, stack: str, *, text: str) -> None:
+        """``docker stack deploy`` from stdin (the text holds interpolated values). Digests are
+        pinned already, so no registry is asked (``--resolve-image never``)."""
+        done = self._fed([*self.docker_cmd(), "stack", "deploy", "--compose-file", "-",
+                          "--prune", "--resolve-image", "never", "--with-registry-auth",
+                          stack], text, limit=300.0)
+        if done.returncode != 0:
+            raise self._translate(_exception(done))
+
+    def stack_services(self, stack: str) -> list[dict[str, Any]]:
+        """``docker service inspect`` of every service of the stack."""
+        ids = self._quick(["service", "ls", "--quiet", "--filter",
+                           f"label=com.docker.stack.namespace={stack}"])
+        if ids.returncode != 0:
+            raise self._translate(_exception(ids))
+        return self._inspect_json(["service", "inspect"], ids.stdout.split())
+
+    def stack_tasks(self, stack: str) -> list[dict[str, Any]]:
+        """Every task of the stack Swarm still keeps (its task history included)."""
+        ids = self._quick(["stack", "ps", "--quiet", "--no-trunc", stack])
+        if ids.returncode != 0:
+            if "nothing found in stack" in ids.stderr.lower():
+                return []
+            raise self._translate(_exception(ids))
+        return self._inspect_json(["inspect", "--type", "task"], ids.stdout.split())
+
+    def _inspect_json(self, command: Sequence[str], ids: Sequence[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        done = self._quick([*command, *ids])
+        try:  # one removed meanwhile is left out; the others are still printed
+            found: list[dict[str, Any]] = json.loads(done.stdout or "[]")
+        except ValueError as error:
+            raise self._translate(_exception(done)) from error
+        return found
+
+    def stack_events(self, stack: str, *, on_event: Callable[[Event], None]) -> EventStream:
+        """The stack's containers' events on this node: they wake the Swarm gate early."""
+        args = [*self.docker_cmd(), "events", "--format", "{{json .}}", "--filter",
+                "type=container", "--filter", f"label=com.docker.stack.namespace={stack}"]
+        for action in STATE_ACTIONS:
+            args += ["--filter", f"event={action}"]
+        return EventStream(args, on_event)
+
+    def _fed(self, args: Sequence[str], text: str, *, limit: float = 60.0
+             ) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run([str(a) for a in args], input=text, capture_output=True,
+                                  text=True, timeout=limit, check=False)
+        except subprocess.TimeoutExpired:
+            raise Unreachable(f"the Docker engine did not answer `{' '.join(args[1:3])}` "
+                              f"within {limit:g}s", hint="check dockerd (docker info)") from None
+
+
 def _exception(done: subprocess.CompletedProcess[str]) -> DockerException:
     from python_on_whales.exceptions import DockerException
 

@@ -254,3 +254,40 @@ class Crashed(RollbackError):
         self.revision = revision
         self.step = step
         self.applied = applied
+
+
+class LocalOnlyImages(BadInput):
+    """Swarm: images with no registry digest, which other nodes could not pull; all listed,
+    each with the command that pushes it."""
+
+    def __init__(self, images: dict[str, str], pushes: dict[str, str]) -> None:
+        listing = "; ".join(f"{svc}: {ref}" for svc, ref in sorted(images.items()))
+        commands = "; ".join(pushes[svc] for svc in sorted(pushes))
+        super().__init__(f"Swarm runs registry images only, and {len(images)} image(s) exist "
+                         f"only on this engine: {listing}",
+                         hint=f"push them ({commands}), point image: at the registry, and run "
+                         "up again; nothing was changed")
+        self.images = images
+        self.pushes = pushes
+
+
+class NotASwarm(BadInput):
+    """``orchestrator: swarm`` on an engine that is not a Swarm manager."""
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"orchestrator swarm: this engine is not a Swarm manager (swarm state "
+                         f"{state or 'unknown'})",
+                         hint="run `docker swarm init` (or join a swarm as a manager), or use "
+                         "--orchestrator compose; nothing was changed")
+        self.state = state
+
+
+class StackRejected(BadInput):
+    """``docker stack deploy`` cannot take the revision as written."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem,
+                         hint="change the compose file for Swarm (see README, Docker Swarm); "
+                         "nothing was changed")
+        self.path = path
+        self.problem = problem

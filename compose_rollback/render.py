@@ -102,6 +102,9 @@ def status(report: StatusReport) -> str:
     for s in report.services:
         states = ", ".join(f"{c['state']}" + (f"/{c['health']}" if c["health"] else "")
                            for c in s.running) or "-"
+        if s.desired is not None:  # Swarm: running tasks of the replicas asked for
+            running = sum(c["state"] == "running" for c in s.running)
+            states = f"{running}/{s.desired} tasks: {states}"
         rows.append([s.service, short_image(s.pinned), states, "; ".join(s.drift) or "no"])
     return head + "\n" + table(["SERVICE", "PINNED", "STATE", "DRIFT"], rows)
 
@@ -112,7 +115,9 @@ def status_json(report: StatusReport) -> dict[str, Any]:
         "current": report.current.number if report.current else None,
         "drift": report.drifted,
         "services": [{"service": s.service, "pinned": s.pinned, "pinned_id": s.pinned_id,
-                      "containers": s.running, "drift": s.drift} for s in report.services],
+                      "containers": s.running, "drift": s.drift,
+                      **({"desired": s.desired} if s.desired is not None else {})}
+                     for s in report.services],
     }
 
 

@@ -35,6 +35,12 @@ def _flag(value: object, *, path: str) -> bool:
     return value
 
 
+def _orchestrator(value: object, *, path: str) -> str:
+    if value not in ("compose", "swarm"):
+        raise SettingsError(path, f"expected compose or swarm, got {value!r}")
+    return str(value)
+
+
 def _relative_dir(value: object, *, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SettingsError(path, f"expected a directory path, got {value!r}")
@@ -105,6 +111,7 @@ class Settings:
     drain: float = 3.0
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     rollout: RolloutConfig | None = None  # deploy.update_config & co (rollout.config)
+    orchestrator: str = "compose"  # or swarm (Context.orchestrator_name decides, flag first)
 
     def gates_for(self, service: str) -> tuple[GateSpec, ...]:
         own = self.for_service(service).gates
@@ -151,6 +158,7 @@ _PROJECT_KEYS: dict[str, Parser] = {
     "gates": lambda v, *, path: parse_gates(v, path=path, service=None),
     "hooks": lambda v, *, path: parse_hooks(v, path=path),
     "drain": parse_duration,
+    "orchestrator": _orchestrator,
 }
 _SERVICE_KEYS: dict[str, Parser] = {
     "timeout": parse_duration,

@@ -63,6 +63,8 @@ class GateEngine(Protocol):
 def judge(container: ContainerState, *, restarts_before: int,
           oneshot: bool = False) -> tuple[str, str]:
     """One container's verdict: ("fail", why) | ("wait", why) | ("good", "")."""
+    if container.failure:
+        return "fail", container.failure
     if container.oom_killed:
         return "fail", "was killed for running out of memory (OOM)"
     if oneshot:

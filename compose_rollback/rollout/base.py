@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compose_rollback.rollout.plan import Step
+from compose_rollback.gates.container import GateFailure
+from compose_rollback.rollout.plan import Plan, Step
 from compose_rollback.settings import Settings
 
 if TYPE_CHECKING:
     from compose_rollback.context import Context
+
+COMPLETED, FAILED = "completed", "failed"  # the terminal states of a rollout
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a rollout ended. ``action``: the failed service's ``failure_action``;
+    ``discard``: containers of the failed revision still running, to be killed (not stopped)
+    before the way back."""
+
+    state: str
+    failure: GateFailure | None = None
+    action: str = "rollback"
+    discard: tuple[str, ...] = ()
+    plan: Plan = field(default_factory=lambda: Plan(()))
+    touched: bool = True  # False: no running container was stopped or replaced
 
 
 @dataclass(frozen=True)

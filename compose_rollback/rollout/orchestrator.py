@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from compose_rollback.gates.container import GateFailure
 from compose_rollback.rollout import canary, rolling, start_first, stop_first
-from compose_rollback.rollout.base import StepRun
+from compose_rollback.rollout.base import COMPLETED, FAILED, Outcome, StepRun
 from compose_rollback.rollout.config import RolloutConfig
 from compose_rollback.rollout.labels import CONFIG_HASH, REVISION_LABEL
 from compose_rollback.rollout.plan import Plan, Step, build_plan
@@ -23,32 +23,22 @@ from compose_rollback.settings import Settings
 
 if TYPE_CHECKING:
     from compose_rollback.context import Context
+    from compose_rollback.pinning import Pin
     from compose_rollback.revisions import Revision
 
-COMPLETED, FAILED = "completed", "failed"  # the terminal states of a rollout
 STRATEGIES = {"stop-first": stop_first.run, "start-first": start_first.run,
               "rolling": rolling.run, "canary": canary.run}
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a rollout ended. ``action``: the failed service's ``failure_action``;
-    ``discard``: containers of the failed revision still running, to be killed (not stopped)
-    before the way back."""
-
-    state: str
-    failure: GateFailure | None = None
-    action: str = "rollback"
-    discard: tuple[str, ...] = ()
-    plan: Plan = field(default_factory=lambda: Plan(()))
-    touched: bool = True  # False: no running container was stopped or replaced
-
-
 class Orchestrator(Protocol):
+    def check(self, *, pins: Mapping[str, Pin], text: str) -> None: ...
+
     def roll_out(self, *, revision: Revision, leaving: Revision | None, settings: Settings,
                  back: bool, restarts: Mapping[str, int]) -> Outcome: ...
 
     def discard(self, containers: Sequence[str]) -> None: ...
+
+    def what_runs(self) -> str: ...
 
 
 class ComposeOrchestrator:
@@ -56,6 +46,10 @@ class ComposeOrchestrator:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+
+    def check(self, *, pins: Mapping[str, Pin], text: str) -> None:
+        """Compose runs whatever this engine has: local images included."""
+        del pins, text
 
     def roll_out(self, *, revision: Revision, leaving: Revision | None, settings: Settings,
                  back: bool, restarts: Mapping[str, int]) -> Outcome:
@@ -150,6 +144,11 @@ def _service_gates_only(settings: Settings) -> Settings:
     return replace(settings, gates=tuple(g for g in settings.gates if g.service is not None))
 
 
-def orchestrator_for(ctx: Context) -> ComposeOrchestrator:
-    """The orchestrator of the project (Compose on one engine; Swarm plugs in here)."""
+def orchestrator_for(ctx: Context) -> Orchestrator:
+    """The orchestrator of the project: ``--orchestrator``, else ``x-rollback.orchestrator``
+    of the compose files, else Compose on one engine."""
+    if ctx.orchestrator_name() == "swarm":
+        from compose_rollback.rollout.swarm import SwarmOrchestrator
+
+        return SwarmOrchestrator(ctx)
     return ComposeOrchestrator(ctx)

@@ -266,6 +266,10 @@ class AppImages:
             "--quiet",
             "--rm",
             "--force-rm",
+            # The build needs no network (FROM scratch): this way it does not depend on the
+            # default bridge (docker0), which another engine on the machine may take away.
+            "--network",
+            "none",
             "--target",
             spec.target,
             *build_args,

@@ -1,0 +1,152 @@
+"""Rollouts on Docker Swarm: ``docker stack deploy`` of the revision, then our gates.
+
+Swarm's own ``update_config`` does the replacing (parallelism, order, delay, monitor); the
+gate then watches the tasks through the Swarm API until every task of the new spec runs (and
+so is healthy: Swarm reports a task with a healthcheck running only once it is) for
+``min_healthy``, with the probes of the revision on top. On a failure ``deploy`` puts the last
+good revision back the same way: another ``stack deploy``, gated again. Swarm's own automatic
+rollback is switched off in what we apply (``stackfile``), so it never races ours.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from compose_rollback.dockerdata import ContainerState, Event
+from compose_rollback.engine import Engine, EventStream
+from compose_rollback.errors import LocalOnlyImages, NotASwarm, StackRejected
+from compose_rollback.gates.container import wait_healthy
+from compose_rollback.pinning import Pin
+from compose_rollback.rollout.base import COMPLETED, FAILED, Outcome
+from compose_rollback.rollout.config import RolloutConfig
+from compose_rollback.rollout.labels import REVISION_LABEL
+from compose_rollback.settings import Settings
+from compose_rollback.swarm.stackfile import stack_file
+from compose_rollback.swarm.tasks import Service, Task, gate_view, parse_services, parse_tasks
+
+if TYPE_CHECKING:
+    from compose_rollback.context import Context
+    from compose_rollback.revisions import Revision
+
+
+class SwarmOrchestrator:
+    """Rollouts of a project as the Swarm stack of the same name."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.stack = ctx.project.name
+
+    def check(self, *, pins: Mapping[str, Pin], text: str) -> None:
+        """Refuse, before anything is recorded or changed, what Swarm cannot run: an engine
+        that is no Swarm manager, images other nodes cannot pull, keys the stack loader
+        rejects."""
+        state = self.ctx.engine.swarm_state()
+        if state != "active":
+            raise NotASwarm(state)
+        local = {s: p.ref for s, p in pins.items() if p.local}
+        if local:
+            raise LocalOnlyImages(local, {s: push_command(ref) for s, ref in local.items()})
+        stack = self._stack_text(text)
+        problem = self.ctx.engine.stack_check(stack)
+        if problem:
+            raise StackRejected("", f"docker stack deploy rejects the revision: {problem}")
+
+    def roll_out(self, *, revision: Revision, leaving: Revision | None, settings: Settings,
+                 back: bool, restarts: Mapping[str, int]) -> Outcome:
+        del leaving, restarts  # Swarm knows what runs; its tasks, not containers, are judged
+        text = (self.ctx.store.root / revision.file).read_text(encoding="utf-8")
+        stack = self._stack_text(text)
+        since = time.time()
+        self.ctx.progress(f"docker stack deploy {self.stack} (Swarm's update_config rolls)")
+        self.ctx.engine.stack_deploy(self.stack, text=stack)
+        oneshot = [s for s in revision.services if settings.for_service(s).oneshot]
+        tasks = SwarmTasks(self.ctx.engine, self.stack, since=since,
+                           services=revision.services, oneshot=oneshot)
+        failure = wait_healthy(tasks, project_name=self.stack, services=list(revision.services),
+                               settings=settings, restarts_before={},
+                               progress=self.ctx.progress)
+        if failure is None:
+            return Outcome(COMPLETED)
+        rollout = settings.rollout or RolloutConfig()
+        action = rollout.of(failure.service).config(back=back).failure_action \
+            if failure.service else "rollback"
+        return Outcome(FAILED, failure, action=action)
+
+    def discard(self, containers: Sequence[str]) -> None:
+        """Nothing to kill by hand: the next ``stack deploy`` replaces the failed tasks."""
+        del containers
+
+    def what_runs(self) -> str:
+        """Which revision each service's running tasks come from: ``web: 2 of revision 4``."""
+        services, tasks = self.read()
+        counts: dict[tuple[str, str], int] = {}
+        for task in tasks:
+            if task.service in services and task.state == "running":
+                key = (task.service, task.labels.get(REVISION_LABEL, "?"))
+                counts[key] = counts.get(key, 0) + 1
+        return ", ".join(f"{s}: {n} of revision {r}" for (s, r), n in sorted(counts.items()))
+
+    def read(self) -> tuple[dict[str, Service], list[Task]]:
+        return read_stack(self.ctx.engine, self.stack)
+
+    def _stack_text(self, text: str) -> str:
+        return stack_file(self.ctx.engine.stack_model(self.ctx.project, text=text))
+
+
+def read_stack(engine: Engine, stack: str) -> tuple[dict[str, Service], list[Task]]:
+    """The stack's services (by compose name) and every task Swarm keeps of them."""
+    raw = engine.stack_services(stack)
+    services = parse_services(stack, raw)
+    ids = {str(r.get("ID", "")): name for r, name in zip(raw, services, strict=False)}
+    return services, parse_tasks(ids, engine.stack_tasks(stack))
+
+
+def push_command(ref: str) -> str:
+    """How to get a local image into a registry: push it, or tag it into one first."""
+    first = ref.split("/", 1)[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return f"docker push {ref}"
+    return f"docker tag {ref} REGISTRY/{ref} && docker push REGISTRY/{ref}"
+
+
+class SwarmTasks:
+    """The container gate's engine, answered from the Swarm API (see ``swarm.tasks``)."""
+
+    def __init__(self, engine: Engine, stack: str, *, since: float,
+                 services: Sequence[str], oneshot: Sequence[str]) -> None:
+        self.engine, self.stack, self.since = engine, stack, since
+        self.services, self.oneshot = services, oneshot
+
+    def containers(self, project_name: str, *, known: Sequence[str] = ()
+                   ) -> list[ContainerState]:
+        del project_name, known
+        services, tasks = read_stack(self.engine, self.stack)
+        return gate_view(services, tasks, wanted=self.services, since=self.since,
+                         oneshot=self.oneshot)
+
+    def logs(self, container_id: str, *, tail: int = 20) -> str:
+        return "" if container_id.startswith("swarm:") else \
+            self.engine.logs(container_id, tail=tail)
+
+    def events(self, project_name: str, *, on_event: Callable[[Event], None]) -> EventStream:
+        # Events only wake the gate, which then asks Swarm: renamed so that the gate neither
+        # decides on a container's own event nor skips asking after a healthy one.
+        del project_name
+        return self.engine.stack_events(
+            self.stack, on_event=lambda e: on_event(replace(e, action=f"swarm:{e.action}",
+                                                            service="")))
+
+    def exec_in(self, container_id: str, command: Sequence[str], *,
+                timeout: float) -> tuple[int, str]:
+        """exec and in-container http gates: in a running task's container, which must be on
+        the node this engine is (a task on another node cannot be reached from here)."""
+        if container_id.startswith("swarm:"):
+            return 1, "no running task of the new spec on this node"
+        code, output = self.engine.exec_in(container_id, command, timeout=timeout)
+        if code != 0 and "No such container" in output:
+            return code, ("the task's container is not on this node: exec gates on Swarm run "
+                          "only in tasks on the node this engine is")
+        return code, output
