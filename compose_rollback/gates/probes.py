@@ -101,7 +101,9 @@ def probe_http_inside(spec: GateSpec, engine: ExecEngine, containers: Sequence[s
     return Outcome(False, "no running container to probe from")
 
 
-_STATUS_LINE = re.compile(r"^[ \t]*HTTP/\d(?:\.\d)? (\d{3})\b", re.MULTILINE)
+# At the start of a line, or after wget's two-space indent right behind a body that did not
+# end with a newline (the body on stdout runs straight into the status lines on stderr).
+_STATUS_LINE = re.compile(r"(?:^[ \t]*|[ \t]{2})HTTP/\d(?:\.\d)? (\d{3})\b", re.MULTILINE)
 
 
 def probe_prometheus(spec: GateSpec) -> Outcome:

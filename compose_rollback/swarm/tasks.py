@@ -110,24 +110,24 @@ def gate_view(services: Mapping[str, Service], tasks: Sequence[Task], *,
     for name in wanted:
         service = services.get(name)
         if service is None:
-            states.append(_state(name, name, "missing (no Swarm service yet)"))
+            states.append(_state(name, "the service", "missing (no Swarm service yet)"))
             continue
-        if service.update_state in _BAD_UPDATE:
-            states.append(_state(name, name, "", failure=f"Swarm's update says "
-                                 f"{service.update_state}: {service.update_message}"))
         mine = [t for t in tasks if t.service == name and t.of(service)]
-        for task in mine:
+        for task in mine:  # a task's own end comes first: it says more than Swarm's verdict
             if task.state in _ENDED and task.created >= since and name not in oneshot:
                 states.append(_ended(task))
             elif task.desired == "running" or (name in oneshot and task.state == "complete"):
                 states.append(_task_state(task, oneshot=name in oneshot))
+        if service.update_state in _BAD_UPDATE:
+            states.append(_state(name, "", "", failure=f"Swarm's update says "
+                                 f"{service.update_state}: {service.update_message}"))
         live = [t for t in mine if t.desired == "running" and t.state == "running"]
         if service.replicas is not None and len(live) < service.replicas \
                 and name not in oneshot:
-            states.append(_state(name, name, f"updating ({len(live)} of {service.replicas} "
-                                 "tasks of the new spec running)"))
+            states.append(_state(name, "the service", f"updating ({len(live)} of "
+                                 f"{service.replicas} tasks of the new spec running)"))
         if service.update_state == "updating" and name not in oneshot:
-            states.append(_state(name, name, "updating (Swarm's update in progress)"))
+            states.append(_state(name, "the service", "updating (Swarm's update in progress)"))
     return states
 
 
@@ -148,7 +148,7 @@ def _task_state(task: Task, *, oneshot: bool) -> ContainerState:
 
 def _state(service: str, name: str, status: str, *, container: str = "", failure: str = "",
            exit_code: int = 0) -> ContainerState:
-    return ContainerState(id=container or f"swarm:{name}", name=name, service=service,
+    return ContainerState(id=container or f"swarm:{service}:{name}", name=name, service=service,
                           status=status or "failed", exit_code=exit_code, health=None,
                           restart_count=0, image_id="", oom_killed=False, oneoff=False,
                           failure=failure)

@@ -33,6 +33,13 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
     ``.run()`` (our CLI), ``.compose()`` (plain compose), ``.containers()``, ``.health()``,
     ``.port()``, ``.url()``. Everything it created is removed after the test.
 
+``swarm`` (session)
+    A single-node Swarm (``support.swarm.Swarm``): initialised on loopback only if the engine's
+    swarm is inactive, and left again at the end only then.
+``stack`` (function)
+    The Swarm stack of the test's ``project`` (same name): ``.services()``, ``.image(svc)``,
+    ``.running(svc)``; removed after the test (before ``project`` cleans up).
+
 Everything created on the shared engine is named ``crt-...`` and removed by exact reference;
 nothing else is touched. Helpers (``wait_for``, ``http_get``) come from ``support.helpers``.
 """
@@ -50,6 +57,7 @@ from .helpers import HttpResponse, http_get, unique_name, wait_for
 from .prereq import need
 from .prometheus import Prometheus, prometheus_binary
 from .registry import Registry, registry_binary
+from .swarm import Stack, Swarm
 from .testimages import VARIANTS, AppImages, find_busybox
 
 __all__ = [
@@ -62,6 +70,8 @@ __all__ = [
     "Proxies",
     "Proxy",
     "Registry",
+    "Stack",
+    "Swarm",
     "haproxy",
     "haproxy_image",
     "http_get",
@@ -69,6 +79,8 @@ __all__ = [
     "project",
     "prometheus",
     "registry",
+    "stack",
+    "swarm",
     "wait_for",
 ]
 
@@ -153,3 +165,24 @@ def haproxy(
         yield proxies
     finally:
         proxies.cleanup()
+
+
+@pytest.fixture(scope="session")
+def swarm(docker_engine: None) -> Iterator[Swarm]:
+    """A Swarm manager on loopback for the session, left as the engine was found."""
+    found = Swarm.ensure()
+    try:
+        yield found
+    finally:
+        found.restore()
+
+
+@pytest.fixture
+def stack(swarm: Swarm, project: ComposeProject) -> Iterator[Stack]:
+    """The project's Swarm stack, removed after the test (before the project is cleaned up)."""
+    del swarm
+    created = Stack(project.name)
+    try:
+        yield created
+    finally:
+        created.remove()

@@ -1,0 +1,81 @@
+"""A single-node Docker Swarm on loopback for the Swarm tests, and the stacks they deploy.
+
+``Swarm.ensure()`` initialises one (``docker swarm init --advertise-addr 127.0.0.1``) only if
+the engine's swarm is inactive, and ``restore()`` leaves it again only if it was created here:
+the engine is left as it was found. Another state (a worker, a locked or pending swarm) is not
+ours to change: the tests needing it fail with the state named.
+
+``Stack`` is one test's stack (named like its compose project): read its services and tasks;
+``remove()`` takes it away and waits until its containers and networks are gone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .helpers import docker, wait_for
+
+STACK_LABEL = "com.docker.stack.namespace"
+
+
+def swarm_state() -> str:
+    found = docker("info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}")
+    return found.stdout.strip()
+
+
+@dataclass
+class Swarm:
+    created: bool
+
+    @classmethod
+    def ensure(cls) -> Swarm:
+        state = swarm_state()
+        if state.startswith("inactive"):
+            docker("swarm", "init", "--advertise-addr", "127.0.0.1", timeout=60)
+            return cls(created=True)
+        if state != "active true":
+            raise AssertionError(f"the engine's swarm is {state!r}: the Swarm tests need an "
+                                 "inactive one (to create) or an active manager")
+        return cls(created=False)
+
+    def restore(self) -> None:
+        if self.created:
+            docker("swarm", "leave", "--force", timeout=60)
+
+
+@dataclass
+class Stack:
+    name: str
+
+    def services(self) -> dict[str, dict[str, Any]]:
+        """``docker service inspect`` of each service, by compose service name."""
+        ids = docker("service", "ls", "--quiet", "--filter", f"label={STACK_LABEL}={self.name}")
+        if not ids.stdout.split():
+            return {}
+        found = json.loads(docker("service", "inspect", *ids.stdout.split()).stdout)
+        return {s["Spec"]["Name"].removeprefix(f"{self.name}_"): s for s in found}
+
+    def image(self, service: str) -> str:
+        """The image the service's spec names."""
+        spec = self.services()[service]["Spec"]
+        return str(spec["TaskTemplate"]["ContainerSpec"]["Image"])
+
+    def running(self, service: str) -> list[str]:
+        """The image of each task of the service that runs now."""
+        listing = docker("service", "ps", f"{self.name}_{service}", "--no-trunc", "--filter",
+                         "desired-state=running", "--format", "{{json .}}")
+        rows = [json.loads(line) for line in listing.stdout.splitlines() if line.strip()]
+        return sorted(r["Image"] for r in rows if r["CurrentState"].startswith("Running"))
+
+    def remove(self) -> None:
+        docker("stack", "rm", self.name, check=None)
+        label = f"label={STACK_LABEL}={self.name}"
+
+        def gone() -> bool:
+            left = docker("ps", "--all", "--quiet", "--filter", label).stdout.split()
+            nets = docker("network", "ls", "--quiet", "--filter", label).stdout.split()
+            return not left and not nets
+
+        wait_for(gone, timeout=60, what=f"stack {self.name} to be removed")
