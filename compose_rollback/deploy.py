@@ -425,7 +425,7 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
     try:
         # A release that failed its gates is owed no graceful shutdown: kill it first, so the
         # way back never waits for its stop_grace_period.
-        orchestrator_for(ctx).discard(discard)
+        orchestrator_for(ctx).discard(revision=failed, leaving=previous, services=discard)
         # Metric gates judge a window of the past that still holds the failed revision's
         # errors (and need a Prometheus that may be what failed): a restore is judged by
         # its containers and probes only.

@@ -20,8 +20,8 @@ COMPLETED, FAILED = "completed", "failed"  # the terminal states of a rollout
 @dataclass(frozen=True)
 class Outcome:
     """How a rollout ended. ``action``: the failed service's ``failure_action``;
-    ``discard``: containers of the failed revision still running, to be killed (not stopped)
-    before the way back."""
+    ``discard``: services of the failed stop-first step, whose containers of the failed
+    revision are to be killed (not stopped) before the way back."""
 
     state: str
     failure: GateFailure | None = None

@@ -36,7 +36,8 @@ class Orchestrator(Protocol):
     def roll_out(self, *, revision: Revision, leaving: Revision | None, settings: Settings,
                  back: bool, restarts: Mapping[str, int]) -> Outcome: ...
 
-    def discard(self, containers: Sequence[str]) -> None: ...
+    def discard(self, *, revision: Revision, leaving: Revision,
+                services: Sequence[str]) -> None: ...
 
     def what_runs(self) -> str: ...
 
@@ -83,7 +84,13 @@ class ComposeOrchestrator:
             return self._failed(revision, leaving, step, failure, "continue", plan, touched)
         return Outcome(COMPLETED, plan=plan)
 
-    def discard(self, containers: Sequence[str]) -> None:
+    def discard(self, *, revision: Revision, leaving: Revision,
+                services: Sequence[str]) -> None:
+        """Kill the containers ``revision`` created for ``services`` (found by config hash:
+        the revision's, not the one of the revision being put back)."""
+        if not services:
+            return
+        containers = self._recreated(revision, leaving, services)
         if containers:
             self.ctx.progress(f"killing {len(containers)} container(s) of the failed revision")
             self.ctx.engine.remove_containers(list(containers))
@@ -122,19 +129,20 @@ class ComposeOrchestrator:
 
     def _failed(self, revision: Revision, leaving: Revision | None, step: Step,
                 failure: GateFailure, action: str, plan: Plan, touched: bool) -> Outcome:
-        discard: tuple[str, ...] = ()
-        if step.order == "stop-first" and leaving is not None:
-            discard = self._recreated(revision, leaving, step)
+        # Which containers are the failed ones is worked out on the way back only: the
+        # failure is reported first, without waiting for two compose calls.
+        discard = step.services if step.order == "stop-first" and leaving is not None else ()
         return Outcome(FAILED, failure, action=action, discard=discard, plan=plan,
                        touched=touched)
 
-    def _recreated(self, revision: Revision, leaving: Revision, step: Step) -> tuple[str, ...]:
+    def _recreated(self, revision: Revision, leaving: Revision,
+                   services: Sequence[str]) -> tuple[str, ...]:
         """Containers a failed stop-first step created: the revision's hash, not the one
         being left (unchanged services keep theirs, and their containers)."""
         hashes, previous = self._hashes(revision, leaving)
         return tuple(sorted(
             c.id for c in self.ctx.engine.containers(self.ctx.project.name)
-            if c.service in step.services and not c.oneoff
+            if c.service in services and not c.oneoff
             and c.labels.get(CONFIG_HASH) == hashes.get(c.service)
             and hashes.get(c.service) != previous.get(c.service)))
 

@@ -75,9 +75,10 @@ class SwarmOrchestrator:
             if failure.service else "rollback"
         return Outcome(FAILED, failure, action=action)
 
-    def discard(self, containers: Sequence[str]) -> None:
+    def discard(self, *, revision: Revision, leaving: Revision,
+                services: Sequence[str]) -> None:
         """Nothing to kill by hand: the next ``stack deploy`` replaces the failed tasks."""
-        del containers
+        del revision, leaving, services
 
     def what_runs(self) -> str:
         """Which revision each service's running tasks come from: ``web: 2 of revision 4``."""

@@ -110,13 +110,13 @@ def test_failed_revision_of_an_app_ignoring_sigterm_is_killed_at_once(
     began = time.time()
     project.run("up", *FAST, check=1)
     ended = time.time()
+    print(f"{order}: broken release deploy + way back took {ended - began:.1f}s "
+          f"(stop grace {grace}s; stop-first pays it once, for the good release)")
     kills = _kills(project, began, ended + 1)
     failed = {cid: signals for cid, signals in kills.items() if cid not in good}
     assert failed, f"no kill of the failed revision's container in {kills}"
     for signals in failed.values():
         assert signals[0] == "9", f"the failed container got {signals} (a stop signal first)"
-    print(f"{order}: broken release deploy + way back took {ended - began:.1f}s "
-          f"(stop grace {grace}s; stop-first pays it once, for the good release)")
     if order == "start-first":
         assert good == set(states(project))  # the good container was never stopped
         assert good.isdisjoint(kills)
