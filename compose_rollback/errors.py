@@ -157,3 +157,14 @@ class RestoreFailed(RollbackError):
     def __init__(self, message: str, *, revision: int) -> None:
         super().__init__(message)
         self.revision = revision
+
+
+class UnsafeStoreEntry(BadInput):
+    """The committed store would lead the tool out of it: a path in history.json that is not
+    the revision's own file, a symbolic link where the store keeps a file, or a retention tag
+    that is not this project's. Nothing is read, written or removed through it."""
+
+    def __init__(self, path: str, problem: str, *, fix: str) -> None:
+        super().__init__(f"{path}: {problem}", hint=f"{fix}; nothing was changed")
+        self.path = path
+        self.problem = problem
