@@ -359,7 +359,7 @@ def _ours(ref: str, project: str) -> bool:
             and re.fullmatch(rf"rollback-{re.escape(project)}-[0-9a-f]{{12}}", tag) is not None)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=80)  # each example records a few revisions, fsync and all
 @given(project=st.sampled_from(_PROJECTS),
        tags=st.lists(st.lists(_hostile_tag, min_size=1, max_size=3), min_size=2, max_size=4),
        keep=st.integers(1, 3))
