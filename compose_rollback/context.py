@@ -79,11 +79,22 @@ class Context:
             where = error.filename or self.store.root
             problem = error.strerror or str(error)
             with contextlib.suppress(OSError):  # close what the journal opened, if it can
-                if self.journal.unfinished():
+                if self._nothing_left_pending():
                     self.journal.end(aborted=problem)
             if self.applied:
                 raise WriteFailedAfterApply(str(where), problem) from error
             raise StoreNotWritable(str(where), problem) from error
+
+    def _nothing_left_pending(self) -> bool:
+        """Whether the operation the journal holds open left no revision ``pending``: one it
+        did must stay in the open journal, so the next command marks it interrupted."""
+        try:
+            records = self.journal.unfinished()
+            number = records[0].get("revision") if records else None
+            return bool(records) and not any(r.number == number and r.status == "pending"
+                                             for r in self.store.revisions())
+        except RollbackError:
+            return False
 
 
 def history(ctx: Context) -> list[Revision]:
@@ -94,8 +105,8 @@ def history(ctx: Context) -> list[Revision]:
 
 def notice_interrupted(ctx: Context) -> None:
     """For read-only commands: recover a cut-off operation unless one is running right now."""
-    if not (ctx.store.root / "journal.jsonl").exists():
-        return
+    if not os.path.lexists(ctx.store.root / "journal.jsonl"):
+        return  # (a link there is refused by the journal, not taken for "no journal")
     try:
         with project_lock(ctx.store.root, command="check", notice=ctx.progress):
             recover(ctx)

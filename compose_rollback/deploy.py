@@ -297,7 +297,7 @@ def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings,
     ctx.applied = True
     ctx.progress(f"applying revision {revision.number}")
     try:
-        engine.up(ctx.project, overlay=ctx.store.root / revision.file,
+        engine.up(ctx.project, overlay=ctx.store.path_of(revision),
                   started=lambda pid: ctx.journal.write("compose", revision=revision.number,
                                                         compose_pid=pid))
     except RollbackError as error:

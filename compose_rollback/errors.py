@@ -236,3 +236,14 @@ class Crashed(RollbackError):
         self.revision = revision
         self.step = step
         self.applied = applied
+
+
+class UnsafeStoreEntry(BadInput):
+    """The committed store would lead the tool out of it: a path in history.json that is not
+    the revision's own file, a symbolic link where the store keeps a file, or a retention tag
+    that is not this project's. Nothing is read, written or removed through it."""
+
+    def __init__(self, path: str, problem: str, *, fix: str) -> None:
+        super().__init__(f"{path}: {problem}", hint=f"{fix}; nothing was changed")
+        self.path = path
+        self.problem = problem
