@@ -9,7 +9,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -56,7 +55,7 @@ def _duration(value: str | None, flag: str) -> float | None:
 def _ctx(wait_lock: str | None = None) -> Any:
     from compose_rollback.context import Context, store_dir
     from compose_rollback.engine import DockerOptions, Engine
-    from compose_rollback.project import ComposeOptions, resolve_project
+    from compose_rollback.project import ComposeOptions, resolve_project, working_directory
 
     inv: Invocation = _state["invocation"]
     c = inv.compose
@@ -65,7 +64,8 @@ def _ctx(wait_lock: str | None = None) -> Any:
         project_directory=_as_str(c.get("project_directory")),
         env_files=tuple(_as_list(c.get("env_files"))), profiles=tuple(_as_list(c.get("profiles"))),
     )
-    project = resolve_project(options=options, cwd=Path.cwd(), environ=os.environ)
+    project = resolve_project(options=options, cwd=working_directory(os.environ),
+                              environ=os.environ)
     docker = DockerOptions(**dict(inv.docker.items()))  # type: ignore[arg-type]
     from compose_rollback.revisions import RevisionStore
 
