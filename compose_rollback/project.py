@@ -56,6 +56,21 @@ class ComposeOptions:
     env_files: Sequence[str] = ()
     profiles: Sequence[str] = ()
 
+    @classmethod
+    def from_flags(cls, flags: Mapping[str, object]) -> ComposeOptions:
+        """From the compose globals ``plugin.split_argv`` collected (``files``, ...)."""
+        def many(key: str) -> tuple[str, ...]:
+            value = flags.get(key)
+            return tuple(str(v) for v in value) if isinstance(value, list) else ()
+
+        def one(key: str) -> str | None:
+            value = flags.get(key)
+            return value if isinstance(value, str) else None
+
+        return cls(files=many("files"), project_name=one("project_name"),
+                   project_directory=one("project_directory"), env_files=many("env_files"),
+                   profiles=many("profiles"))
+
 
 @dataclass(frozen=True)
 class Project:
