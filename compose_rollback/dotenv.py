@@ -257,7 +257,7 @@ def _unescape(match: re.Match[str]) -> str:
         digits = text[2:]  # Go reads exactly three octal digits, at most \377
         if len(digits) == 3 and all(d in "01234567" for d in digits) and int(digits, 8) < 256:
             return chr(int(digits, 8))
-        return text
+        return "\\" + digits  # compose drops the 0 even when the rest is no escape
     return _SIMPLE_ESCAPES.get(text[1], text)
 
 

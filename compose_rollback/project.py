@@ -135,6 +135,19 @@ class _Env:
                 self.values[key] = value
                 self.origin[key] = sources[key]
 
+    def export(self, paths: Sequence[Path]) -> None:
+        """Compose first copies the ``COMPOSE_*`` variables of the env file into its process
+        environment (quietly skipping a file it cannot read): they then act as if exported."""
+        sources: dict[str, Path] = {}
+        try:
+            values = _read(paths, self.values, sources=sources)
+        except BadInput:
+            return
+        for key, value in values.items():
+            if key.startswith("COMPOSE_") and key not in self.values:
+                self.values[key] = value
+                self.origin[key] = sources[key]
+
     def where(self, key: str) -> str:
         origin = self.origin.get(key)
         return f"{key} (from {origin})" if origin else key
@@ -151,7 +164,8 @@ def resolve_project(
     flag_files = [_abs(cwd, f) for f in options.files]
     first_dir = project_dir or (flag_files[0].parent if flag_files else cwd)
 
-    env = _Env(_with_exported(environ, named_env or _dotenv(first_dir, environ, strict=False)))
+    env = _Env(environ)
+    env.export(named_env or _dotenv(first_dir, environ, strict=False))
     env.values.setdefault("PWD", str(cwd))
     loaded = named_env or _dotenv(first_dir, env.values, strict=True)
     env.merge(loaded)
@@ -188,20 +202,6 @@ def _reject_unsupported(paths: Sequence[str], where: str) -> None:
         if path.startswith(("oci://", "git@")) or "://" in path:
             raise BadInput(f"remote compose files are not supported: {path}",
                            hint="check the project out and pass -f with a local file")
-
-
-def _with_exported(environ: Mapping[str, str], paths: Sequence[Path]) -> dict[str, str]:
-    """Compose first copies the ``COMPOSE_*`` variables of the env file into its process
-    environment (quietly skipping a file it cannot read): they then act as if exported."""
-    process = dict(environ)
-    try:
-        values = _read(paths, environ)
-    except BadInput:
-        return process
-    for key, value in values.items():
-        if key.startswith("COMPOSE_") and key not in process:
-            process[key] = value
-    return process
 
 
 def _dotenv(directory: Path, environ: Mapping[str, str], *, strict: bool) -> list[Path]:

@@ -218,7 +218,7 @@ def _corpus() -> list[Case]:
             self.text = text
 
     gate = Recorder()
-    gates_helpers.write_compose(gate, {"web": "image: crt-never-pulled:1"})  # type: ignore[arg-type]
+    gates_helpers.write_compose(gate, {"web": "image: crt-never-pulled:1"})
     texts = {
         "robust": robust_helpers.compose_text("crt-never-pulled:1"),
         "robust-env": robust_helpers.compose_text("crt-never-pulled:1", env={"A": "${A:-1}"},
