@@ -50,6 +50,16 @@ class SettingsError(BadInput):
         self.problem = problem
 
 
+class ProjectUnresolved(BadInput):
+    """Compose would not load the project this way; ``source`` names the flag, variable or
+    file that says so (``COMPOSE_FILE (from /srv/shop/.env)``)."""
+
+    def __init__(self, source: str, problem: str, *, hint: str = "") -> None:
+        super().__init__(f"{source}: {problem}", hint=hint)
+        self.source = source
+        self.problem = problem
+
+
 class UnknownRevision(BadInput):
     def __init__(self, revision: str, known: Sequence[int]) -> None:
         shown = ", ".join(str(r) for r in known[-10:]) or "none recorded yet"
