@@ -25,6 +25,7 @@ from typing import Any
 
 from compose_rollback.errors import Locked
 from compose_rollback.storefiles import open_nofollow, read_nofollow
+from compose_rollback.testhooks import kill_point
 
 
 def now_iso() -> str:
@@ -145,6 +146,7 @@ class Journal:
     def __init__(self, root: Path) -> None:
         self.path = root / "journal.jsonl"
 
+    @kill_point  # test-only, off unless COMPOSE_ROLLBACK_TEST_KILL_AT is set
     def write(self, step: str, **data: Any) -> None:
         record = {"step": step, "time": now_iso(), "pid": os.getpid(), **data}
         line = json.dumps(record, sort_keys=True) + "\n"
