@@ -3,7 +3,11 @@
 The lock is an ``flock`` on ``<store>/lock``: the kernel releases it when its holder dies, so
 it can never be left stuck. The file's content only describes the holder, for the message a
 second operation prints; a non-empty file found while the lock is free was left by a holder
-that died, and the new holder says so.
+that died, and the new holder says so. A holder may remove the file on release (when it made
+the store), so a waiter checks after locking that the path still names the file it locked.
+
+Both files are opened with ``O_NOFOLLOW``: the store is committed, and a link planted as
+``lock`` or ``journal.jsonl`` would otherwise make every command write through it.
 
 The journal records each step of an operation before it is taken, so the next command can
 tell that an operation was cut off and which revision it left behind.

@@ -88,6 +88,14 @@ def is_retention_tag(ref: str, *, project: str) -> bool:
         and re.fullmatch(r"[0-9a-f]*", tag[len(stem):]) is not None
 
 
+def _names_its_image(ref: str, image_id: str) -> bool:
+    """``repo:rollback-<any project>-<id12 of image_id>`` (or cut at docker's tag limit)."""
+    repo, colon, tag = ref.rpartition(":")
+    if not colon or not _REPOSITORY.fullmatch(repo) or not tag.startswith(RETENTION_PREFIX):
+        return False
+    return tag.endswith("-" + image_id.split(":", 1)[-1][:12]) or len(tag) == _TAG_LIMIT
+
+
 def pin_one(service: str, ref: str, info: ImageInfo, *, project: str) -> Pin:
     """Pin one inspected image (a digest pin if a RepoDigest of the same repository exists)."""
     repo = repository(ref)
@@ -219,7 +227,10 @@ def keep_alive(engine: ImageEngine, pins: Mapping[str, Pin], *,
     """Create the retention tags that are missing: one ``tag`` per missing tag, so in steady
     state no tag call at all. Whether a tag exists is read from the images' own tags when the
     caller has just inspected them (``inspected``), else from one inspection for all."""
-    wanted = {pin.retention: pin.image_id for pin in pins.values()}
+    # Pins may come from the committed history: never (re)point a tag that is not a
+    # retention tag naming this very image (a hostile `alpine:latest` would move the user's).
+    wanted = {pin.retention: pin.image_id for pin in pins.values()
+              if _names_its_image(pin.retention, pin.image_id)}
     tags_of = {info.id: info.repo_tags for info in inspected}
     unknown = sorted(tag for tag, image_id in wanted.items() if image_id not in tags_of)
     present = engine.inspect_images(unknown) if unknown else {}

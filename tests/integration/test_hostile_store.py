@@ -5,7 +5,8 @@ it), so its files are input and can be hostile. Through the real CLI and engine:
   outside, is refused by ``prune`` and ``revert``: one line naming the file and the fix,
   exit 2, nothing changed (files, containers, tags); the other revisions stay usable;
 - a retention tag in history.json that is not this project's (a user's ``…:latest``, another
-  project's ``rollback-`` tag) is never removed from the engine by ``prune``;
+  project's ``rollback-`` tag) is never removed from the engine by ``prune``, nor moved by a
+  ``revert``;
 - ``lock`` and ``journal.jsonl`` planted as links are refused, by read-only commands too,
   and the file they point to is left as it was;
 - committed files get the umask's mode (0644 under 022), like any file git checks out.
@@ -152,6 +153,16 @@ def test_prune_never_removes_a_tag_that_is_not_this_projects(
     assert pruned["pruned"] == [1], pruned
     assert _image(own) is None
     assert all(_image(tag) == ids[1] for tag in foreign)
+
+    # A revert re-creates the retention tags of its target: never a tag the history made up
+    # (here the user's own tag of another image, which it would move).
+    victim = f"{project.name}-victim:mine"
+    docker("image", "tag", ids[3], victim)
+    _edit(project, 2, lambda entry: entry["pins"]["app"].update(retention=victim))
+    _, back = cli_json(project, "revert", "--to", "2", *FAST)
+    assert back["outcome"] == "deployed", back
+    assert project.container("app")["Image"] == ids[2]
+    assert _image(victim) == ids[3], "the user's tag was moved"
 
 
 @pytest.fixture

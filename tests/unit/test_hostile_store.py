@@ -5,7 +5,9 @@ hostile (a pull request can change them). With the engine seam replaced:
   absolute, another revision's file) is never removed by ``prune`` nor applied by ``revert``;
   a revision file, or ``revisions/`` itself, that is a symbolic link is refused too; the
   other revisions stay usable;
-- ``prune`` removes a retention tag read from the history only if it is this project's;
+- ``prune`` removes a retention tag read from the history only if it is this project's, and a
+  revert never points a tag the history names at an image unless it is a retention tag of
+  that image;
 - ``lock`` and ``journal.jsonl`` are never followed when they are links, even by ``history``
   and ``status``;
 - written files get the mode the umask gives (0644 under umask 022);
@@ -217,6 +219,22 @@ def test_prune_still_removes_this_projects_own_stale_tags(
     assert commands.prune(context, keep=1) == [1]
     assert OURS not in engine.tags  # revision 1's image is kept by no revision now
     assert "reg/app:rollback-shop-222222222222" in engine.tags
+
+
+@pytest.mark.parametrize("foreign", ["alpine:latest", "reg/app:rollback-other-222222222222",
+                                     "reg/app@sha256:" + "a" * 64, "--force"])
+def test_revert_never_points_a_foreign_tag_at_its_image(
+        ctx: tuple[Context, FakeEngine], foreign: str) -> None:
+    """A revert re-creates the retention tags of the revision it goes back to: only ones that
+    name that very image, never a tag the history made up (it would move the user's)."""
+    context = _three_revisions(ctx)
+    _, engine = ctx
+    data = json.loads(context.store.history_path.read_text())
+    pins = data["revisions"][0]["pins"]
+    _edit(context.store, 1, pins={"web": {**pins["web"], "retention": foreign}})
+    result = deploy.revert(context, to="1", message="", overrides=FAST)
+    assert result.outcome == "deployed", result
+    assert foreign not in engine.tags, engine.tags
 
 
 # -- lock and journal are never followed ------------------------------------------------------
