@@ -164,10 +164,16 @@ class ServerState:
     address: str
 
     @property
+    def in_rotation(self) -> bool:
+        """HAProxy sends this server requests now (``UP`` or ``UP x/y``; weight 0 shows as
+        ``DRAIN``)."""
+        return self.status.startswith("UP")
+
+    @property
     def up(self) -> bool:
         """In rotation at full health. Not ``UP 1/2``: a server that just got an address
         shows that for a moment before its first check (and ``checked_first`` takes it out),
-        so counting it would make ``wait_up`` return before the proxy has settled."""
+        and so does one whose last check failed."""
         return self.status == "UP"
 
 
@@ -252,20 +258,22 @@ class Proxy:
 
     def up_addresses(self) -> set[str]:
         """``ip:port`` of every server HAProxy sends requests to now."""
-        return {server.address for server in self.servers() if server.up}
+        return {server.address for server in self.servers() if server.in_rotation}
 
     def wait_up(self, addresses: Iterable[str] | int, *, timeout: float = 20.0) -> set[str]:
-        """Wait until HAProxy has exactly these servers UP (a set of ``ip:port``, empty for
-        none) or this many; return the addresses UP."""
+        """Wait until the servers in rotation are exactly these (a set of ``ip:port``; empty:
+        none at all) or this many, each at full health (``UP``); return their addresses."""
         wanted = addresses if isinstance(addresses, int) else set(addresses)
         found: set[str] = set()
 
         def matches() -> bool:
             nonlocal found
-            found = self.up_addresses()
-            return len(found) == wanted if isinstance(wanted, int) else found == wanted
+            rotation = [server for server in self.servers() if server.in_rotation]
+            found = {server.address for server in rotation}
+            size = len(found) == wanted if isinstance(wanted, int) else found == wanted
+            return size and all(server.up for server in rotation)
 
-        wait_for(matches, timeout, 0.1, what=f"HAProxy servers UP to be {wanted}")
+        wait_for(matches, timeout, 0.1, what=f"HAProxy servers in rotation to be {wanted}")
         return found
 
     def logs(self) -> str:
