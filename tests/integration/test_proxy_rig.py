@@ -129,7 +129,7 @@ def _beside(project: ComposeProject, image: str, *, release: str, index: int) ->
 def test_a_container_started_beside_gets_no_request_before_it_passes_a_check(
     project: ComposeProject, images: AppImages, haproxy: Proxies
 ) -> None:
-    """HAProxy 2.6 alone sends a new address requests before its first check (1-2 of 80 in
+    """HAProxy 2.6 alone sends a new address requests before its first check (0-3 of 80 in
     our runs, to a container that serves ``/`` but fails ``/health``); the rig's proxy keeps
     it out of rotation until a check has passed (``checked_first``), as a zero-downtime
     rollout needs. A new healthy container joins as soon as it has passed one."""

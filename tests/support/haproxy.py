@@ -80,7 +80,7 @@ def haproxy_config(
       HAProxy counts a 3xx as a pass: check ``/health/`` and expect exactly 200.
     - ``checked_first`` (default): HAProxy 2.6 puts a server that just got an address in
       rotation *before* its first check (3.1 added ``init-state down`` for that), so a new
-      container that serves but fails its check got 1-2 of 80 requests in our runs. The Lua
+      container that serves but fails its check got 0-3 of 80 requests in our runs. The Lua
       task ``proxy/checked-first.lua`` keeps a server at weight 0 until a check has passed at
       its current address; from then on rise/fall decide as usual (a single slow check on a
       loaded machine must not take every server out at once). ``checked_first=False`` is
