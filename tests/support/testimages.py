@@ -266,6 +266,9 @@ class AppImages:
             "--quiet",
             "--rm",
             "--force-rm",
+            # The RUN step needs no network: never depend on the engine's default bridge.
+            "--network",
+            "none",
             "--target",
             spec.target,
             *build_args,
