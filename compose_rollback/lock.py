@@ -3,8 +3,9 @@
 The lock is an ``flock`` on ``<store>/lock``: the kernel releases it when its holder dies, so
 it can never be left stuck. The file's content only describes the holder, for the message a
 second operation prints; a non-empty file found while the lock is free was left by a holder
-that died, and the new holder says so. A holder may remove the file on release (when it made
-the store), so a waiter checks after locking that the path still names the file it locked.
+that died, and the new holder says so. A holder that made the store removes it on release
+(renamed away first, so it goes in one step), so a waiter checks after locking that the path
+still names the file it locked.
 
 Both files are opened with ``O_NOFOLLOW``: the store is committed, and a link planted as
 ``lock`` or ``journal.jsonl`` would otherwise make every command write through it.
@@ -19,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,7 +72,6 @@ def project_lock(
     A store directory this call had to create is removed again if nothing else was written
     into it, so a command that fails on bad input leaves no file behind.
     """
-    path = root / "lock"
     fd, created = _acquire(root, deadline=time.monotonic() + wait)
     try:
         stale = _read_holder(fd)
@@ -83,13 +84,8 @@ def project_lock(
             yield me
         finally:
             os.ftruncate(fd, 0)
-            # Unlinked while still held: a waiter that locks this file afterwards sees that
-            # the path no longer names it (``_acquire``) and starts again.
             if created and {e.name for e in root.iterdir()} == {"lock"}:
-                path.unlink()
-                for directory in created:
-                    with contextlib.suppress(OSError):
-                        directory.rmdir()
+                _remove_store(root, created)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
@@ -106,13 +102,12 @@ def _acquire(root: Path, *, deadline: float) -> tuple[int, list[Path]]:
     path = root / "lock"
     created: list[Path] = []
     while True:
-        created += [p for p in (root, *root.parents) if not p.exists() and p not in created]
+        created += [p for p in _make_dirs(root) if p not in created]
         try:
-            root.mkdir(parents=True, exist_ok=True)
             fd = open_nofollow(path, os.O_RDWR | os.O_CREAT, 0o644,
                                fix=_machine_local_fix(path))
         except FileNotFoundError:
-            continue  # the holder removed the directory between the two calls
+            continue  # a holder removed the store since: make it again
         try:
             _flock(fd, deadline)
             if _same_file(fd, path):
@@ -121,6 +116,51 @@ def _acquire(root: Path, *, deadline: float) -> tuple[int, list[Path]]:
             os.close(fd)
             raise
         os.close(fd)
+
+
+def _make_dirs(root: Path) -> list[Path]:
+    """Make ``root`` and its missing parents; the directories made by this call.
+
+    Made means made by our own ``mkdir``, never "missing when we looked": a holder that made
+    the store removes it on release at any moment, and the operation that makes it again
+    must know, or nobody ever removes it. (``Path.mkdir(exist_ok=True)`` would not do either:
+    it raises ``FileExistsError`` when the directory goes between its ``mkdir`` and its check.)
+    """
+    made: list[Path] = []
+    todo = [root]
+    while todo:
+        try:
+            todo[-1].mkdir()
+        except FileNotFoundError:
+            todo.append(todo[-1].parent)  # make the parent first, then this one again
+            continue
+        except FileExistsError:
+            pass  # if a holder removes it now, opening the lock file fails and we come back
+        else:
+            made.append(todo[-1])
+        todo.pop()
+    return made
+
+
+def _remove_store(root: Path, created: list[Path]) -> None:
+    """Remove the store (holding only the lock file), then the parents this call made.
+
+    The store is renamed away first, so that it goes in one step. Removed in place, it would
+    stand without a lock file between the ``unlink`` and the ``rmdir``: an operation that came
+    then would make a new lock file in it, the ``rmdir`` would fail, and that operation, which
+    did not make the store, would never remove it. A waiter on the old lock file sees that
+    the path no longer names it (``_acquire``) and starts again. Best effort: a store left
+    behind holds nothing but an empty lock file.
+    """
+    grave = root.with_name(f".{root.name}.removed-{secrets.token_hex(4)}")
+    with contextlib.suppress(OSError):
+        root.rename(grave)
+        (grave / "lock").unlink()
+        grave.rmdir()
+    for directory in created:
+        if directory != root:
+            with contextlib.suppress(OSError):  # another project's store may be in it
+                directory.rmdir()
 
 
 def _flock(fd: int, deadline: float) -> None:

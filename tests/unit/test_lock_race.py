@@ -13,10 +13,17 @@ step, each step waited for by its visible effect (a log line, an open descriptor
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from compose_rollback.lock import project_lock
 from support.helpers import wait_for
 
 REPO = Path(__file__).parents[2]
@@ -170,3 +177,77 @@ def test_holders_that_remove_the_store_each_time_exclude_each_other(tmp_path: Pa
     _assert_one_holder_at_a_time(lines)
     assert (tmp_path / "counter").read_text() == "75", lines
     assert not (tmp_path / "store").exists()
+
+
+# -- the store removed under a holder's feet, at exact moments --------------------------------
+# Each moment a real release can land between two calls of the next operation is set up in one
+# process: a one-shot wrapper around the call after which the moment falls releases holder A
+# (a second descriptor, so a second lock holder for ``flock``) right there.
+
+
+def _release_at(monkeypatch: pytest.MonkeyPatch, names: list[str],
+                when: Callable[..., bool], release: Callable[[], None]) -> None:
+    """Wrap the ``os`` functions ``names`` so that ``release`` runs once, right after the
+    first call of any of them for which ``when(*args)`` holds (after it returned or raised)."""
+    fired = []
+
+    def wrap(real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return real(*args, **kwargs)
+            finally:
+                if not fired and when(*args):
+                    fired.append(True)
+                    release()
+        return wrapper
+
+    for name in names:
+        monkeypatch.setattr(os, name, wrap(getattr(os, name)))
+
+
+def _holding_a(root: Path) -> tuple[contextlib.ExitStack, Callable[[], None]]:
+    """A holds the lock, having made the store; and the call that releases it."""
+    a = contextlib.ExitStack()
+    a.enter_context(project_lock(root, command="A"))
+    assert (root / "lock").exists()
+    return a, a.close
+
+
+def test_a_store_removed_just_before_the_next_operation_makes_it_is_removed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B looked at the store (A's), whichever way; A removes it; B makes it again, and so
+    must remove it in turn."""
+    root = tmp_path / "store"
+    _, release_a = _holding_a(root)
+    _release_at(monkeypatch, ["stat", "lstat", "mkdir"], lambda p, *_, **__: Path(p) == root,
+                release_a)
+    with project_lock(root, command="B"):
+        pass
+    assert not root.exists(), sorted(p.name for p in root.iterdir())
+
+
+def test_a_store_removed_while_the_next_operation_makes_it_is_no_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B's ``mkdir`` finds A's store, which A removes before B looks again: B goes on."""
+    root = tmp_path / "store"
+    _, release_a = _holding_a(root)
+    _release_at(monkeypatch, ["mkdir"], lambda p, *_: Path(p) == root, release_a)
+    with project_lock(root, command="B"):
+        pass
+    assert not root.exists()
+
+
+def test_a_lock_file_made_while_the_store_is_being_removed_is_not_left_behind(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A unlinks its lock file; before its ``rmdir``, B makes a new one in A's store and
+    holds it. The store must not stay behind once B is done too."""
+    root = tmp_path / "store"
+    a, _ = _holding_a(root)
+    b = contextlib.ExitStack()
+    holders = []
+    _release_at(monkeypatch, ["unlink"], lambda p, *_, **__: Path(p).name == "lock",
+                lambda: holders.append(b.enter_context(project_lock(root, command="B"))))
+    a.close()
+    assert [h.command for h in holders] == ["B"]  # B held while A was leaving, and holds on
+    b.close()
+    assert not root.exists(), sorted(p.name for p in root.iterdir())
