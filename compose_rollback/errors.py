@@ -66,6 +66,14 @@ class OverlapImpossible(BadInput):
         self.service = service
         self.path = path
         self.blocker = blocker
+class ProjectUnresolved(BadInput):
+    """Compose would not load the project this way; ``source`` names the flag, variable or
+    file that says so (``COMPOSE_FILE (from /srv/shop/.env)``)."""
+
+    def __init__(self, source: str, problem: str, *, hint: str = "") -> None:
+        super().__init__(f"{source}: {problem}", hint=hint)
+        self.source = source
+        self.problem = problem
 
 
 class UnknownRevision(BadInput):
@@ -289,5 +297,12 @@ class StackRejected(BadInput):
         super().__init__(f"{path}: {problem}" if path else problem,
                          hint="change the compose file for Swarm (see README, Docker Swarm); "
                          "nothing was changed")
+class UnsafeStoreEntry(BadInput):
+    """The committed store would lead the tool out of it: a path in history.json that is not
+    the revision's own file, a symbolic link where the store keeps a file, or a retention tag
+    that is not this project's. Nothing is read, written or removed through it."""
+
+    def __init__(self, path: str, problem: str, *, fix: str) -> None:
+        super().__init__(f"{path}: {problem}", hint=f"{fix}; nothing was changed")
         self.path = path
         self.problem = problem

@@ -57,7 +57,7 @@ class SwarmOrchestrator:
     def roll_out(self, *, revision: Revision, leaving: Revision | None, settings: Settings,
                  back: bool, restarts: Mapping[str, int]) -> Outcome:
         del leaving, restarts  # Swarm knows what runs; its tasks, not containers, are judged
-        text = (self.ctx.store.root / revision.file).read_text(encoding="utf-8")
+        text = self.ctx.store.path_of(revision).read_text(encoding="utf-8")
         stack = self._stack_text(text)
         since = time.time()
         self.ctx.progress(f"docker stack deploy {self.stack} (Swarm's update_config rolls)")

@@ -56,7 +56,8 @@ build_web() {
     for version in "$@"; do
         ref=$(image web "$version")
         echo "build-images: $ref"
-        docker build --quiet --build-arg "VERSION=$version" --tag "$ref" app >/dev/null
+        # Its RUN step needs no network (offline by construction).
+        docker build --quiet --network none --build-arg "VERSION=$version" --tag "$ref" app >/dev/null
     done
 }
 

@@ -266,8 +266,7 @@ class AppImages:
             "--quiet",
             "--rm",
             "--force-rm",
-            # The build needs no network (FROM scratch): this way it does not depend on the
-            # default bridge (docker0), which another engine on the machine may take away.
+            # The RUN step needs no network: never depend on the engine's default bridge.
             "--network",
             "none",
             "--target",
