@@ -179,6 +179,8 @@ def _running_pins(ctx: Context, model: Mapping[str, Any]) -> dict[str, Pin]:
     infos = ctx.engine.inspect_images([running[s].image_id for s in services])
     return {s: pin_one(s, str(model["services"][s].get("image") or f"{project.name}-{s}"),
                        infos[running[s].image_id], project=project.name) for s in services}
+
+
 def _finish_pin(ctx: Context, *, number: int, pins: Mapping[str, Pin],
                 inspected: Sequence[ImageInfo]) -> None:
     """Retention tags, then promote; a failure marks the revision failed (interrupted for

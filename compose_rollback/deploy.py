@@ -216,11 +216,12 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
     revisions = ctx.store.revisions()
     current = ctx.store.current(revisions)
     number = ctx.store.next_number(revisions)
-    definitions, _, changes, _, actions = _compose_revision(
+    definitions, pins, changes, _, actions = _compose_revision(
         ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
         current=current, dry_run=True, number=number)
     text = render_revision(ctx, number=number, message=message, restores=None,
                            definitions=definitions, top_level=snapshot)
+    orchestrator_for(ctx).check(pins=pins, text=text)  # what up would refuse, it says now
     return DeployResult("dry_run", f"dry run: revision {number} not recorded",
                         revision=number, plan=changes, overlay=text, actions=actions)
 

@@ -66,6 +66,8 @@ class OverlapImpossible(BadInput):
         self.service = service
         self.path = path
         self.blocker = blocker
+
+
 class ProjectUnresolved(BadInput):
     """Compose would not load the project this way; ``source`` names the flag, variable or
     file that says so (``COMPOSE_FILE (from /srv/shop/.env)``)."""
@@ -297,6 +299,10 @@ class StackRejected(BadInput):
         super().__init__(f"{path}: {problem}" if path else problem,
                          hint="change the compose file for Swarm (see README, Docker Swarm); "
                          "nothing was changed")
+        self.path = path
+        self.problem = problem
+
+
 class UnsafeStoreEntry(BadInput):
     """The committed store would lead the tool out of it: a path in history.json that is not
     the revision's own file, a symbolic link where the store keeps a file, or a retention tag

@@ -1,0 +1,115 @@
+"""Swarm, offline: the stack file made of a revision's model, and the tasks as the gate sees
+them (recorded shapes of ``docker service inspect`` / ``docker inspect <task>``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from compose_rollback.errors import StackRejected
+from compose_rollback.gates.container import judge
+from compose_rollback.rollout.swarm import push_command
+from compose_rollback.swarm.stackfile import stack_file
+from compose_rollback.swarm.tasks import gate_view, parse_services, parse_tasks
+
+IMAGE = "127.0.0.1:5000/app:live@sha256:" + "a" * 64
+OLD = "127.0.0.1:5000/app:live@sha256:" + "b" * 64
+LABELS = {"com.docker.stack.namespace": "shop", "org.compose-rollback.revision": "4"}
+
+
+def _model(**web: Any) -> dict[str, Any]:
+    return {"name": "shop", "x-rollback": {"orchestrator": "swarm"},
+            "networks": {"default": {"name": "shop_default", "ipam": {}}},
+            "services": {"web": {"image": IMAGE, "pull_policy": "missing", "command": None,
+                                 "deploy": {"update_config": {"failure_action": "rollback"}},
+                                 **web}}}
+
+
+def test_stack_file_drops_what_the_stack_loader_rejects_and_switches_swarms_rollback_off(
+        ) -> None:
+    model = _model(ports=[{"mode": "ingress", "target": 8080, "published": "8080",
+                           "protocol": "tcp"}],
+                   depends_on={"db": {"condition": "service_started", "required": True}},
+                   volumes=[{"type": "bind", "source": "/srv", "target": "/data",
+                             "bind": {"create_host_path": True}}], scale=3)
+    stack = json.loads(stack_file(model))
+    web = stack["services"]["web"]
+    assert "name" not in stack and "x-rollback" not in stack
+    assert "pull_policy" not in web and "command" not in web and "scale" not in web
+    assert web["ports"] == [{"mode": "ingress", "target": 8080, "published": 8080,
+                             "protocol": "tcp"}]
+    assert web["depends_on"] == ["db"]
+    assert web["volumes"] == [{"type": "bind", "source": "/srv", "target": "/data"}]
+    assert web["deploy"]["replicas"] == 3
+    assert web["deploy"]["update_config"] == {"failure_action": "pause"}
+    assert web["deploy"]["rollback_config"] == {"failure_action": "pause"}
+    assert stack_file(model) == stack_file(model)
+
+
+def test_a_port_bound_to_one_address_is_refused_with_its_path() -> None:
+    model = _model(ports=[{"target": 8080, "published": "8080", "host_ip": "127.0.0.1"}])
+    with pytest.raises(StackRejected) as caught:
+        stack_file(model)
+    assert caught.value.path == "services.web.ports[0].host_ip"
+    assert "127.0.0.1" in caught.value.one_line()
+
+
+def test_push_command_names_the_registry_or_asks_for_one() -> None:
+    assert push_command("127.0.0.1:5000/app:v1") == "docker push 127.0.0.1:5000/app:v1"
+    assert push_command("app:v1") == "docker tag app:v1 REGISTRY/app:v1 && docker push " \
+        "REGISTRY/app:v1"
+
+
+def _service(update: str = "completed", replicas: int = 2) -> dict[str, Any]:
+    return {"ID": "s1", "UpdateStatus": {"State": update, "Message": f"update {update}"},
+            "Spec": {"Name": "shop_web", "Mode": {"Replicated": {"Replicas": replicas}},
+                     "TaskTemplate": {"ContainerSpec": {"Image": IMAGE, "Labels": LABELS}}}}
+
+
+def _task(slot: int, state: str, *, image: str = IMAGE, desired: str = "running",
+          created: str = "2026-12-01T09:00:10.123456789Z", code: int = 0) -> dict[str, Any]:
+    return {"ID": f"t{slot}{state}", "ServiceID": "s1", "Slot": slot, "DesiredState": desired,
+            "CreatedAt": created,
+            "Status": {"State": state, "ContainerStatus": {"ContainerID": f"c{slot}",
+                                                           "ExitCode": code}},
+            "Spec": {"ContainerSpec": {"Image": image, "Labels": LABELS}}}
+
+
+SINCE = 1796115605.0  # 2026-12-01T09:00:05Z
+
+
+def _verdicts(service: dict[str, Any], tasks: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    services = parse_services("shop", [service])
+    found = parse_tasks({"s1": "web"}, tasks)
+    view = gate_view(services, found, wanted=["web"], since=SINCE)
+    return [judge(state, restarts_before=0) for state in view]
+
+
+def test_every_task_of_the_new_spec_running_is_good() -> None:
+    verdicts = _verdicts(_service(), [_task(1, "running"), _task(2, "running"),
+                                      _task(2, "shutdown", image=OLD, desired="shutdown")])
+    assert verdicts == [("good", ""), ("good", "")]
+
+
+def test_an_old_task_still_running_means_wait() -> None:
+    verdicts = _verdicts(_service("updating"), [_task(1, "running"),
+                                                _task(2, "running", image=OLD)])
+    assert ("good", "") in verdicts
+    assert any(v == "wait" and "1 of 2 tasks" in why for v, why in verdicts), verdicts
+
+
+def test_a_task_of_the_new_spec_that_ended_since_the_rollout_fails_first() -> None:
+    verdicts = _verdicts(_service("paused"), [
+        _task(1, "complete", desired="shutdown"), _task(1, "starting"),
+        _task(2, "running", image=OLD)])
+    assert verdicts[0][0] == "fail" and "task ended (complete" in verdicts[0][1]
+    assert any("Swarm's update says paused" in why for _, why in verdicts)
+
+
+def test_a_task_that_ended_before_the_rollout_is_not_held_against_it() -> None:
+    verdicts = _verdicts(_service(), [
+        _task(1, "failed", desired="shutdown", created="2026-12-01T08:59:00Z", code=3),
+        _task(1, "running"), _task(2, "running")])
+    assert verdicts == [("good", ""), ("good", "")]
