@@ -10,7 +10,6 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -72,30 +71,17 @@ def _duration(value: str | None, flag: str) -> float | None:
 def _ctx(wait_lock: str | None = None) -> Any:
     from compose_rollback.context import Context, store_dir
     from compose_rollback.engine import DockerOptions, Engine
-    from compose_rollback.project import ComposeOptions, resolve_project
+    from compose_rollback.project import ComposeOptions, resolve_project, working_directory
 
     inv: Invocation = _state["invocation"]
-    c = inv.compose
-    options = ComposeOptions(
-        files=tuple(_as_list(c.get("files"))), project_name=_as_str(c.get("project_name")),
-        project_directory=_as_str(c.get("project_directory")),
-        env_files=tuple(_as_list(c.get("env_files"))), profiles=tuple(_as_list(c.get("profiles"))),
-    )
-    project = resolve_project(options=options, cwd=Path.cwd(), environ=os.environ)
+    project = resolve_project(options=ComposeOptions.from_flags(inv.compose),
+                              cwd=working_directory(os.environ), environ=os.environ)
     docker = DockerOptions(**dict(inv.docker.items()))  # type: ignore[arg-type]
     from compose_rollback.revisions import RevisionStore
 
     return Context(project=project, store=RevisionStore(store_dir(project, os.environ)),
                    progress=_progress_view(), engine_factory=lambda: Engine(docker=docker),
                    wait_lock=_duration(wait_lock, "--wait-lock") or 0.0)
-
-
-def _as_list(value: object) -> list[str]:
-    return [str(v) for v in value] if isinstance(value, list) else []
-
-
-def _as_str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 class LiveView:

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from compose_rollback import __version__
 from compose_rollback.context import Context, author, notice_interrupted
 from compose_rollback.deploy import project_settings, read_models, render_revision
-from compose_rollback.dockerdata import check_compose
-from compose_rollback.errors import BadInput, NothingRunning
+from compose_rollback.dockerdata import ImageInfo, check_compose
+from compose_rollback.errors import BadInput, NothingRunning, RollbackError, UnsafeStoreEntry
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import pinned_service
-from compose_rollback.pinning import Pin, keep_alive, pin_one
+from compose_rollback.pinning import Pin, is_retention_tag, keep_alive, pin_one
 from compose_rollback.project import check_files
-from compose_rollback.revisions import Revision, checksum
+from compose_rollback.revisions import Revision, checksum, revision_file, shown
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -154,13 +155,37 @@ def pin(ctx: Context, *, message: str) -> Revision:
                                who=who)
         revision = Revision(
             number=number, status="pending", kind="pin", created=who.created,
-            file=f"revisions/{number:04d}.yaml", sha256=checksum(text), pins=pins,
+            file=revision_file(number), sha256=checksum(text), pins=pins,
             message=" ".join((message or "pinned what runs").split()), user=who.user,
             host=who.host, git=who.git, services=tuple(services))
+        # Journaled like `up`: a pin cut off after recording is marked interrupted by the
+        # next command instead of staying pending for ever.
+        ctx.journal.begin("pin", revision=number)
         ctx.store.add(revision, text)
-        keep_alive(engine, pins, inspected=infos.values())
-        ctx.store.promote(number, finished=now_iso())
+        ctx.journal.write("recorded", revision=number)
+        _finish_pin(ctx, number=number, pins=pins, inspected=list(infos.values()))
         return ctx.store.get(number)
+
+
+def _finish_pin(ctx: Context, *, number: int, pins: Mapping[str, Pin],
+                inspected: Sequence[ImageInfo]) -> None:
+    """Retention tags, then promote; a failure marks the revision failed (interrupted for
+    Ctrl-C) while the store can still be written, and leaves the journal open otherwise."""
+    try:
+        keep_alive(ctx.engine, pins, inspected=inspected)
+        ctx.journal.write("promote", revision=number)
+        ctx.store.promote(number, finished=now_iso())
+    except (RollbackError, OSError, KeyboardInterrupt) as error:
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        why = (error.one_line() if isinstance(error, RollbackError)
+               else "interrupted by the user" if isinstance(error, KeyboardInterrupt)
+               else error.strerror or str(error))
+        with contextlib.suppress(OSError):
+            ctx.store.update(number, status=status, finished=now_iso(),
+                             reason=f"pin did not finish: {why}")
+            ctx.journal.end(revision=number)
+        raise
+    ctx.journal.end(revision=number)
 
 
 # -- prune ------------------------------------------------------------------------------------
@@ -183,10 +208,26 @@ def prune(ctx: Context, *, keep: int | None) -> list[int]:
             return []
         kept_tags = {p.retention for r in revisions if r.number in protected
                      for p in r.pins.values()}
+        _check_ours(ctx, doomed)  # before anything is changed
         ctx.store.remove({r.number for r in doomed})
         stale = sorted({p.retention for r in doomed for p in r.pins.values()} - kept_tags)
         ctx.engine.untag(stale)
         return [r.number for r in doomed]
+
+
+def _check_ours(ctx: Context, doomed: Sequence[Revision]) -> None:
+    """The history is committed and shared: a retention tag it names is removed only if it is
+    one this project makes, never ``alpine:latest`` or another project's tag."""
+    for revision in doomed:
+        for pin in sorted(revision.pins.values(), key=lambda p: p.service):
+            if not is_retention_tag(pin.retention, project=ctx.project.name):
+                raise UnsafeStoreEntry(
+                    str(ctx.store.history_path),
+                    f"revision {revision.number} names {shown(pin.retention)} as the retention "
+                    f"tag of service {shown(pin.service)}, which is not one of project "
+                    f"{ctx.project.name}'s (repository:rollback-{ctx.project.name}-<image id>)",
+                    fix=f"restore it from git (git checkout -- {ctx.store.history_path}) or "
+                    "correct that entry")
 
 
 # -- version ----------------------------------------------------------------------------------

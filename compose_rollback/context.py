@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compose_rollback.errors import (
-    BadInput,
     Crashed,
     Locked,
     RollbackError,
+    SettingsError,
     StoreNotWritable,
     WriteFailedAfterApply,
 )
@@ -79,11 +79,22 @@ class Context:
             where = error.filename or self.store.root
             problem = error.strerror or str(error)
             with contextlib.suppress(OSError):  # close what the journal opened, if it can
-                if self.journal.unfinished():
+                if self._nothing_left_pending():
                     self.journal.end(aborted=problem)
             if self.applied:
                 raise WriteFailedAfterApply(str(where), problem) from error
             raise StoreNotWritable(str(where), problem) from error
+
+    def _nothing_left_pending(self) -> bool:
+        """Whether the operation the journal holds open left no revision ``pending``: one it
+        did must stay in the open journal, so the next command marks it interrupted."""
+        try:
+            records = self.journal.unfinished()
+            number = records[0].get("revision") if records else None
+            return bool(records) and not any(r.number == number and r.status == "pending"
+                                             for r in self.store.revisions())
+        except RollbackError:
+            return False
 
 
 def history(ctx: Context) -> list[Revision]:
@@ -94,8 +105,8 @@ def history(ctx: Context) -> list[Revision]:
 
 def notice_interrupted(ctx: Context) -> None:
     """For read-only commands: recover a cut-off operation unless one is running right now."""
-    if not (ctx.store.root / "journal.jsonl").exists():
-        return
+    if not os.path.lexists(ctx.store.root / "journal.jsonl"):
+        return  # (a link there is refused by the journal, not taken for "no journal")
     try:
         with project_lock(ctx.store.root, command="check", notice=ctx.progress):
             recover(ctx)
@@ -174,18 +185,24 @@ def _wait_for_compose(ctx: Context, pid: int, *, limit: float = 120.0) -> None:
 
 
 def store_dir(project: Project, environ: Mapping[str, str]) -> Path:
-    """``COMPOSE_ROLLBACK_DIR``, else ``x-rollback.dir`` of the compose files, else .rollback."""
-    configured = environ.get("COMPOSE_ROLLBACK_DIR") or _dir_setting(project.files)
+    """``COMPOSE_ROLLBACK_DIR``, else ``x-rollback.dir`` of the compose files, else .rollback.
+
+    Like compose's own ``COMPOSE_*`` variables, ``COMPOSE_ROLLBACK_DIR`` may come from the
+    environment or the project's ``.env``; ``x-rollback.dir`` is interpolated as compose
+    interpolates the file (``${VAR:-default}``, with the ``.env`` variables).
+    """
+    configured = (environ.get("COMPOSE_ROLLBACK_DIR")
+                  or project.environment.get("COMPOSE_ROLLBACK_DIR") or _dir_setting(project))
     base = Path(configured) if configured else Path(".rollback")
     if not base.is_absolute():
         base = project.directory / base
     return base / project.name
 
 
-def _dir_setting(files: tuple[Path, ...]) -> str | None:
+def _dir_setting(project: Project) -> str | None:
     """Read ``x-rollback.dir`` without calling compose (fast commands need no engine)."""
     found: str | None = None
-    for path in files:
+    for path in project.files:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
@@ -201,9 +218,20 @@ def _dir_setting(files: tuple[Path, ...]) -> str | None:
         block = data.get("x-rollback") if isinstance(data, dict) else None
         if isinstance(block, dict) and block.get("dir") is not None:
             if not isinstance(block["dir"], str):
-                raise BadInput("x-rollback.dir: expected a directory path")
+                raise SettingsError("x-rollback.dir", "expected a directory path")
             found = block["dir"]
-    return found
+    if found is None or "$" not in found:
+        return found
+    from compose_rollback.dotenv import TemplateError, substitute
+
+    try:
+        value = substitute(found, project.environment.get)
+    except TemplateError as error:
+        raise SettingsError("x-rollback.dir", str(error)) from None
+    if not value.strip():
+        raise SettingsError("x-rollback.dir", f"{found} is empty once interpolated; set the "
+                            "variable or give it a default (${VAR:-.rollback})")
+    return value
 
 
 @dataclass(frozen=True)

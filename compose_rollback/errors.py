@@ -68,6 +68,16 @@ class OverlapImpossible(BadInput):
         self.blocker = blocker
 
 
+class ProjectUnresolved(BadInput):
+    """Compose would not load the project this way; ``source`` names the flag, variable or
+    file that says so (``COMPOSE_FILE (from /srv/shop/.env)``)."""
+
+    def __init__(self, source: str, problem: str, *, hint: str = "") -> None:
+        super().__init__(f"{source}: {problem}", hint=hint)
+        self.source = source
+        self.problem = problem
+
+
 class UnknownRevision(BadInput):
     def __init__(self, revision: str, known: Sequence[int]) -> None:
         shown = ", ".join(str(r) for r in known[-10:]) or "none recorded yet"
@@ -254,3 +264,14 @@ class Crashed(RollbackError):
         self.revision = revision
         self.step = step
         self.applied = applied
+
+
+class UnsafeStoreEntry(BadInput):
+    """The committed store would lead the tool out of it: a path in history.json that is not
+    the revision's own file, a symbolic link where the store keeps a file, or a retention tag
+    that is not this project's. Nothing is read, written or removed through it."""
+
+    def __init__(self, path: str, problem: str, *, fix: str) -> None:
+        super().__init__(f"{path}: {problem}", hint=f"{fix}; nothing was changed")
+        self.path = path
+        self.problem = problem

@@ -14,36 +14,35 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from compose_rollback.errors import MissingVariable
+from compose_rollback.errors import BadInput, MissingVariable
 from compose_rollback.project import Project
 
 _REF = re.compile(
     r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
-_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*)$")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """A compose-style ``.env`` file: KEY=VALUE, comments, optional quotes."""
-    values: dict[str, str] = {}
+    """A compose-style ``.env`` file, read with compose's own rules (see ``dotenv``)."""
+    from compose_rollback.dotenv import EnvFileError, parse_env
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError:
-        return values
-    for line in text.splitlines():
-        match = _LINE.match(line)
-        if not match or line.lstrip().startswith("#"):
-            continue
-        raw = match.group(2).strip()
-        if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
-            raw = raw[1:-1]
-        else:
-            raw = re.split(r"\s+#", raw, maxsplit=1)[0].rstrip()
-        values[match.group(1)] = raw
-    return values
+        return {}
+    try:
+        return parse_env(text)
+    except EnvFileError as error:
+        raise BadInput(f"{path}: {error}", hint="fix the env file (KEY=VALUE lines)") from None
 
 
 def environment(project: Project, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What compose interpolates with: env files (or ``.env``), overridden by the shell."""
+    """What compose interpolates with: the shell, then env files (or ``.env``).
+
+    A resolved project carries exactly compose's environment; ``environ`` (tests) rebuilds it
+    from the env files instead.
+    """
+    if environ is None and project.environment:
+        return dict(project.environment)
     files = project.env_files or (project.directory / ".env",)
     merged: dict[str, str] = {}
     for path in files:

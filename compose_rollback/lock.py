@@ -3,7 +3,11 @@
 The lock is an ``flock`` on ``<store>/lock``: the kernel releases it when its holder dies, so
 it can never be left stuck. The file's content only describes the holder, for the message a
 second operation prints; a non-empty file found while the lock is free was left by a holder
-that died, and the new holder says so.
+that died, and the new holder says so. A holder may remove the file on release (when it made
+the store), so a waiter checks after locking that the path still names the file it locked.
+
+Both files are opened with ``O_NOFOLLOW``: the store is committed, and a link planted as
+``lock`` or ``journal.jsonl`` would otherwise make every command write through it.
 
 The journal records each step of an operation before it is taken, so the next command can
 tell that an operation was cut off and which revision it left behind.
@@ -24,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from compose_rollback.errors import Locked
+from compose_rollback.storefiles import open_nofollow, read_nofollow
+from compose_rollback.testhooks import kill_point
 
 
 def now_iso() -> str:
@@ -41,13 +47,18 @@ class Holder:
         return f"pid {self.pid} on {self.host} running `{self.command}` since {self.since}"
 
 
-def _read_holder(path: Path) -> Holder | None:
+def _read_holder(fd: int) -> Holder | None:
+    """The holder described in the lock file (read from our descriptor, never the path)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8") or "null")
+        data = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "null")
         return Holder(int(data["pid"]), str(data["host"]), str(data["command"]),
                       str(data["since"]))
     except (OSError, ValueError, TypeError, KeyError):
         return None
+
+
+def _machine_local_fix(path: Path) -> str:
+    return f"it is machine-local state: remove the link (rm {path}) and run the command again"
 
 
 @contextmanager
@@ -59,23 +70,10 @@ def project_lock(
     A store directory this call had to create is removed again if nothing else was written
     into it, so a command that fails on bad input leaves no file behind.
     """
-    created = [p for p in (root, *root.parents) if not p.exists()]
-    root.mkdir(parents=True, exist_ok=True)
     path = root / "lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait
+    fd, created = _acquire(root, deadline=time.monotonic() + wait)
     try:
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = _read_holder(path)
-                    raise Locked(holder.describe() if holder else "an unknown process") \
-                        from None
-                time.sleep(0.1)
-        stale = _read_holder(path)
+        stale = _read_holder(fd)
         if stale is not None and notice is not None:
             notice(f"took over the lock left by {stale.describe()} (no longer running)")
         me = Holder(os.getpid(), os.uname().nodename, command, now_iso())
@@ -85,6 +83,8 @@ def project_lock(
             yield me
         finally:
             os.ftruncate(fd, 0)
+            # Unlinked while still held: a waiter that locks this file afterwards sees that
+            # the path no longer names it (``_acquire``) and starts again.
             if created and {e.name for e in root.iterdir()} == {"lock"}:
                 path.unlink()
                 for directory in created:
@@ -95,16 +95,66 @@ def project_lock(
         os.close(fd)
 
 
+def _acquire(root: Path, *, deadline: float) -> tuple[int, list[Path]]:
+    """Open and ``flock`` the lock file; with it, the directories this call created.
+
+    A holder that made the store removes the lock file on release, and the next operation
+    creates a new one. A waiter that opened the old file gets its ``flock`` too, on a file
+    nobody else will ever lock: so after locking, the path must still name the file locked,
+    else the waiter opens the path again and waits on the new file.
+    """
+    path = root / "lock"
+    created: list[Path] = []
+    while True:
+        created += [p for p in (root, *root.parents) if not p.exists() and p not in created]
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            fd = open_nofollow(path, os.O_RDWR | os.O_CREAT, 0o644,
+                               fix=_machine_local_fix(path))
+        except FileNotFoundError:
+            continue  # the holder removed the directory between the two calls
+        try:
+            _flock(fd, deadline)
+            if _same_file(fd, path):
+                return fd, sorted(created, key=lambda p: len(p.parts), reverse=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _flock(fd: int, deadline: float) -> None:
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                holder = _read_holder(fd)
+                raise Locked(holder.describe() if holder else "an unknown process") from None
+            time.sleep(0.1)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        named = path.lstat()
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
+
+
 class Journal:
     """Append-only record of the steps of the operation in progress."""
 
     def __init__(self, root: Path) -> None:
         self.path = root / "journal.jsonl"
 
+    @kill_point  # test-only, off unless COMPOSE_ROLLBACK_TEST_KILL_AT is set
     def write(self, step: str, **data: Any) -> None:
         record = {"step": step, "time": now_iso(), "pid": os.getpid(), **data}
         line = json.dumps(record, sort_keys=True) + "\n"
-        with open(self.path, "a+b") as handle:
+        with open(self.path, "a+b", opener=self._opener) as handle:
             if handle.tell() > 0:  # a record torn by a crash must not swallow this one
                 handle.seek(-1, os.SEEK_END)
                 if handle.read(1) != b"\n":
@@ -113,10 +163,14 @@ class Journal:
             handle.flush()
             os.fsync(handle.fileno())
 
+    def _opener(self, path: str, flags: int) -> int:
+        return open_nofollow(Path(path), flags, fix=_machine_local_fix(self.path))
+
     def unfinished(self) -> list[dict[str, Any]]:
         """The records of an operation that began and never ended (empty if none)."""
         try:
-            lines = self.path.read_bytes().decode("utf-8", "replace").splitlines()
+            raw = read_nofollow(self.path, fix=_machine_local_fix(self.path))
+            lines = raw.decode("utf-8", "replace").splitlines()
         except OSError:
             return []
         records: list[dict[str, Any]] = []
@@ -134,7 +188,8 @@ class Journal:
 
     def begin(self, operation: str, **data: Any) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("", encoding="utf-8")
+        os.close(open_nofollow(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                               fix=_machine_local_fix(self.path)))
         self.write("begin", operation=operation, **data)
 
     def end(self, **data: Any) -> None:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +20,13 @@ from compose_rollback.errors import DockerFailed, UnpinnableImages
 from compose_rollback.project import Project
 
 RETENTION_PREFIX = "rollback-"
+_TAG_LIMIT = 128  # docker's longest tag
+# A repository as docker names it: an optional registry host[:port], then lower-case path
+# components (docker/distribution reference grammar). No tag, no digest, no leading dash.
+_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*" \
+        r"[A-Za-z0-9])?)*(?::[0-9]+)?/)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"{_HOST}{_COMPONENT}(?:/{_COMPONENT})*")
 
 
 @dataclass(frozen=True)
@@ -58,8 +66,34 @@ def image_ref(project: str, service: str, definition: Mapping[str, Any]) -> str:
 
 def retention_tag(ref: str, *, project: str, image_id: str) -> str:
     hexid = image_id.split(":", 1)[-1][:12]
-    tag = f"{RETENTION_PREFIX}{project}-{hexid}"[:128]
+    tag = f"{RETENTION_PREFIX}{project}-{hexid}"[:_TAG_LIMIT]
     return f"{repository(ref)}:{tag}"
+
+
+def is_retention_tag(ref: str, *, project: str) -> bool:
+    """Whether ``ref`` is a retention tag this project makes (``repo:rollback-<project>-<id12>``,
+    cut at docker's tag limit like ``retention_tag`` cuts it).
+
+    Retention tags are read back from the committed history; only ours may ever be removed,
+    never a tag such as ``alpine:latest`` or another project's.
+    """
+    repo, colon, tag = ref.rpartition(":")
+    if not colon or not _REPOSITORY.fullmatch(repo):
+        return False
+    stem = f"{RETENTION_PREFIX}{project}-"
+    if len(stem) + 12 <= _TAG_LIMIT:
+        return tag.startswith(stem) and re.fullmatch(r"[0-9a-f]{12}", tag[len(stem):]) \
+            is not None
+    return len(tag) == _TAG_LIMIT and tag.startswith(stem[:_TAG_LIMIT]) \
+        and re.fullmatch(r"[0-9a-f]*", tag[len(stem):]) is not None
+
+
+def _names_its_image(ref: str, image_id: str) -> bool:
+    """``repo:rollback-<any project>-<id12 of image_id>`` (or cut at docker's tag limit)."""
+    repo, colon, tag = ref.rpartition(":")
+    if not colon or not _REPOSITORY.fullmatch(repo) or not tag.startswith(RETENTION_PREFIX):
+        return False
+    return tag.endswith("-" + image_id.split(":", 1)[-1][:12]) or len(tag) == _TAG_LIMIT
 
 
 def pin_one(service: str, ref: str, info: ImageInfo, *, project: str) -> Pin:
@@ -193,7 +227,10 @@ def keep_alive(engine: ImageEngine, pins: Mapping[str, Pin], *,
     """Create the retention tags that are missing: one ``tag`` per missing tag, so in steady
     state no tag call at all. Whether a tag exists is read from the images' own tags when the
     caller has just inspected them (``inspected``), else from one inspection for all."""
-    wanted = {pin.retention: pin.image_id for pin in pins.values()}
+    # Pins may come from the committed history: never (re)point a tag that is not a
+    # retention tag naming this very image (a hostile `alpine:latest` would move the user's).
+    wanted = {pin.retention: pin.image_id for pin in pins.values()
+              if _names_its_image(pin.retention, pin.image_id)}
     tags_of = {info.id: info.repo_tags for info in inspected}
     unknown = sorted(tag for tag, image_id in wanted.items() if image_id not in tags_of)
     present = engine.inspect_images(unknown) if unknown else {}

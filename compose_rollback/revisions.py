@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from compose_rollback.errors import CorruptRevision, UnknownRevision
+from compose_rollback.errors import CorruptRevision, UnknownRevision, UnsafeStoreEntry
 from compose_rollback.pinning import Pin
+from compose_rollback.storefiles import LINK, is_link, read_in, read_nofollow, unlink_in
+from compose_rollback.storefiles import atomic_write as atomic_write
 
 FORMAT = 1
 STATUSES = ("pending", "deployed", "superseded", "failed", "interrupted")
@@ -88,24 +88,19 @@ def _opt_int(value: object) -> int | None:
     return None if value is None else int(str(value))
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, fsync, rename, fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def revision_file(number: int) -> str:
+    """The one file a revision may have, relative to the store root."""
+    return f"revisions/{number:04d}.yaml"
+
+
+def _link_fix(path: Path) -> str:
+    return f"remove the link (rm {path}) and put the real file there (from git history)"
+
+
+def shown(value: str) -> str:
+    """A value read from a shared file, safe for a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class RevisionStore:
@@ -119,7 +114,8 @@ class RevisionStore:
     # -- reading ----------------------------------------------------------------------------
     def revisions(self) -> list[Revision]:
         try:
-            text = self.history_path.read_text(encoding="utf-8")
+            text = read_nofollow(self.history_path, fix=_link_fix(self.history_path)
+                                 ).decode("utf-8")
         except FileNotFoundError:
             return []
         except (OSError, UnicodeDecodeError) as error:
@@ -162,13 +158,36 @@ class RevisionStore:
     def overlay_data(self, revision: Revision) -> dict[str, Any]:
         return self._verified(revision)[1]
 
+    @property
+    def _restore_fix(self) -> str:
+        return f"restore it from git (git checkout -- {self.history_path})"
+
+    def path_of(self, revision: Revision) -> Path:
+        """The revision's overlay: always its own ``revisions/<number>.yaml``.
+
+        history.json is committed and shared, so the path it names is input: anything else
+        (``../../x``, an absolute path, another revision's file) is refused, never opened,
+        applied or removed.
+        """
+        own = revision_file(revision.number)
+        if revision.file != own:
+            raise UnsafeStoreEntry(
+                str(self.history_path),
+                f"revision {revision.number} names the file {shown(revision.file)}, not its "
+                f"own {own} inside the store", fix=self._restore_fix + " or correct that entry")
+        return self.root / own
+
     def _verified(self, revision: Revision, *, parse: bool = True
                   ) -> tuple[str, dict[str, Any]]:
-        path = self.root / revision.file
+        path = self.path_of(revision)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = read_in(path.parent, path.name, fix=_link_fix(path))
+            # Universal newlines, as the checksum has always been taken of the text read.
+            text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
         except OSError as error:
             raise CorruptRevision(str(path), error.strerror or "cannot be read") from error
+        except UnicodeDecodeError as error:
+            raise CorruptRevision(str(path), "it is not UTF-8 text") from error
         if checksum(text) != revision.sha256:
             raise CorruptRevision(str(path), "its checksum does not match history.json")
         if not parse:
@@ -182,7 +201,7 @@ class RevisionStore:
             raise CorruptRevision(str(path), str(error)) from error
 
     def overlay_path(self, number: int) -> Path:
-        return self.root / "revisions" / f"{number:04d}.yaml"
+        return self.root / revision_file(number)
 
     def next_number(self, revisions: list[Revision]) -> int:
         """After every recorded revision and every file on disk: a file left by a crash
@@ -206,8 +225,9 @@ class RevisionStore:
         """Write the overlay (never overwriting one) and append the revision as given."""
         self.ensure()
         revisions = self.revisions()
-        path = self.root / revision.file
-        if path.exists():
+        path = self.path_of(revision)
+        self._check_not_link(path.parent)
+        if path.exists() or is_link(path):
             raise CorruptRevision(str(path), "a revision file with this number already exists")
         atomic_write(path, overlay)
         revisions.append(revision)
@@ -235,10 +255,19 @@ class RevisionStore:
         return revisions
 
     def remove(self, numbers: set[int]) -> None:
-        """Drop revisions (``prune``): history first, then their files."""
+        """Drop revisions (``prune``): history first, then their files. Every path is checked
+        before anything is changed, and files are removed only inside ``revisions/``."""
         revisions = self.revisions()
         doomed = [r for r in revisions if r.number in numbers]
+        files = [self.path_of(r) for r in doomed]
+        directory = self.root / "revisions"
+        self._check_not_link(directory)
+        for path in files:
+            self._check_not_link(path)
         self.save([r for r in revisions if r.number not in numbers])
-        for revision in doomed:
-            (self.root / revision.file).unlink(missing_ok=True)
+        unlink_in(directory, [p.name for p in files], fix=_link_fix(directory))
+
+    def _check_not_link(self, path: Path) -> None:
+        if is_link(path):
+            raise UnsafeStoreEntry(str(path), LINK, fix=_link_fix(path))
 

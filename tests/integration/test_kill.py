@@ -2,11 +2,19 @@
 
 One project lives through every kill point. Each point starts an operation from a healthy
 pinned state (an ``up`` of a new good release, an ``up`` of a release that crashes so that the
-last good revision is restored, or a ``revert``), watches ``journal.jsonl`` for its steps
-(``begin``, ``recorded``, ``apply``, ``gate``, ``restore``, ``end``) and sends SIGKILL at a step
-plus a delay, or at a fixed delay after start (the pin phase comes before any journal record).
+last good revision is restored, or a ``revert``) and kills it at an exact moment, whatever the
+machine's speed (no sleep before a kill):
 
-After each kill:
+- ``before:<step>`` / ``after:<step>[#n]``: the CLI kills itself right before or after it
+  writes the n-th journal record of that step (``begin``, ``recorded``, ``apply``, ``compose``
+  (compose is running), ``gate``, ``restore``, ``end``), through the test-only
+  ``COMPOSE_ROLLBACK_TEST_KILL_AT`` (``compose_rollback/testhooks.py``);
+- ``pre_up``: a ``pre_up`` hook SIGKILLs its CLI: the lock is held, nothing pinned yet;
+- ``soak``: the test kills when the CLI prints that the gate is soaking (a 2-minute soak, so
+  the CLI is still in the gate, its ``docker events`` child running, when the signal lands).
+
+Every kill is checked to have landed: the CLI died of SIGKILL and its last journal record is
+the one the point names. After each kill:
 
 - ``history.json`` is valid JSON and ``history --json`` exits 0;
 - the next command, whichever kind it is, marks the revision the operation left ``pending`` as
@@ -25,14 +33,17 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from robust_helpers import (
+    X_ROLLBACK,
     cli,
     compose_text,
     popen_cli,
@@ -42,6 +53,7 @@ from robust_helpers import (
     write_compose,
 )
 
+from compose_rollback.testhooks import VARIABLE
 from support.compose_project import ComposeProject
 from support.helpers import describe
 from support.testimages import AppImages
@@ -54,49 +66,75 @@ GATES = ("--min-healthy", "1s", "--timeout", "30s")
 @dataclass(frozen=True)
 class KillPoint:
     operation: str  # up-good | up-bad | revert
-    step: str | None  # journal step to wait for; None: count from the start
-    delay: float  # seconds after the step (or after the start)
-    group: bool = False  # kill the whole process group (compose children too), not just the CLI
+    at: str  # before:<step> | after:<step>[#n] (the journal hook) | pre_up | soak
+    group: bool = False  # kill the whole process group (its children too), not just the CLI
 
     @property
     def label(self) -> str:
-        where = self.step or "start"
-        return f"{self.operation} @ {where}+{self.delay:g}s" + (" (group)" if self.group else "")
+        return f"{self.operation} @ {self.at}" + (" (group)" if self.group else "")
 
+    def expected(self) -> tuple[str, int]:
+        """The last journal step of the killed CLI, and how many records of it it wrote
+        (``("-", 0)``: none at all)."""
+        if self.at == "pre_up":
+            return "-", 0
+        if self.at == "soak":
+            return "gate", 0  # 0: any number (the soak of the first gate that gets there)
+        when, _, target = self.at.partition(":")
+        step, _, nth = target.partition("#")
+        n = int(nth or 1)
+        if when == "after":
+            return step, n
+        return _STEP_BEFORE[self.operation, step], n - 1
+
+
+#: The journal record written just before each step a ``before:`` point names.
+_STEP_BEFORE = {
+    ("up-good", "begin"): "-", ("revert", "begin"): "-",
+    ("up-good", "end"): "gate", ("up-bad", "end"): "gate",
+    ("up-good", "apply"): "recorded",
+}
 
 POINTS = [
-    # pin phase: before the first journal record
-    KillPoint("up-good", None, 0.05),
-    KillPoint("up-good", None, 0.4),
-    KillPoint("up-good", None, 0.9, group=True),
+    # pin phase: the lock held, nothing pinned / everything pinned, nothing recorded
+    KillPoint("up-good", "pre_up"),
+    KillPoint("up-good", "before:begin"),
+    KillPoint("up-good", "before:begin", group=True),
     # record
-    KillPoint("up-good", "begin", 0.0),
-    KillPoint("up-good", "recorded", 0.0),
-    KillPoint("up-good", "recorded", 0.15, group=True),
+    KillPoint("up-good", "after:begin"),
+    KillPoint("up-good", "after:recorded"),
+    KillPoint("up-good", "before:apply", group=True),  # the retention tags made
     # apply
-    KillPoint("up-good", "apply", 0.0),
-    KillPoint("up-good", "apply", 0.3),
-    KillPoint("up-good", "apply", 0.7, group=True),
+    KillPoint("up-good", "after:apply"),
+    KillPoint("up-good", "after:compose"),  # compose is running
+    KillPoint("up-good", "after:compose", group=True),
     # gate
-    KillPoint("up-good", "gate", 0.0),
-    KillPoint("up-good", "gate", 0.6),
-    KillPoint("up-good", "gate", 1.2),
-    KillPoint("up-good", "gate", 1.5, group=True),
+    KillPoint("up-good", "after:gate"),
+    KillPoint("up-good", "soak"),
+    KillPoint("up-good", "before:end"),  # promoted, the journal not closed
+    KillPoint("up-good", "soak", group=True),
     # a failing release: apply, gate, then the restore of the last good revision
-    KillPoint("up-bad", "apply", 0.4),
-    KillPoint("up-bad", "gate", 0.2),
-    KillPoint("up-bad", "restore", 0.0),
-    KillPoint("up-bad", "restore", 0.3),
-    KillPoint("up-bad", "restore", 0.8, group=True),
-    KillPoint("up-bad", "restore", 1.5),
+    KillPoint("up-bad", "after:compose"),
+    KillPoint("up-bad", "after:gate"),
+    KillPoint("up-bad", "after:restore"),
+    KillPoint("up-bad", "after:compose#2"),  # the restore's compose is running
+    KillPoint("up-bad", "after:compose#2", group=True),
+    KillPoint("up-bad", "after:gate#2"),  # the restore's gate
+    KillPoint("up-bad", "before:end"),  # restored, the journal not closed
     # revert
-    KillPoint("revert", None, 0.3),
-    KillPoint("revert", "begin", 0.0),
-    KillPoint("revert", "recorded", 0.05),
-    KillPoint("revert", "apply", 0.2),
-    KillPoint("revert", "gate", 0.5, group=True),
-    KillPoint("revert", "gate", 1.3),
+    KillPoint("revert", "before:begin"),
+    KillPoint("revert", "after:begin"),
+    KillPoint("revert", "after:recorded"),
+    KillPoint("revert", "after:compose"),
+    KillPoint("revert", "soak", group=True),
+    KillPoint("revert", "after:gate"),
 ]
+
+#: A soak no kill point can outwait: the CLI is still in the gate when the signal lands.
+LONG_SOAK = ("--min-healthy", "120s", "--timeout", "180s")
+#: A pre_up hook that SIGKILLs the CLI that runs it (its group when the point says so).
+PRE_UP_KILL = "kill -KILL $$PPID"
+PRE_UP_KILL_GROUP = "kill -KILL -- -$$PPID"
 
 #: The first command after a kill, in turn: every kind must notice the interrupted operation.
 NEXT_COMMANDS = [("history",), ("status",), ("up",), ("diff",), ("revert",),
@@ -106,7 +144,7 @@ NEXT_COMMANDS = [("history",), ("status",), ("up",), ("diff",), ("revert",),
 @dataclass
 class Outcome:
     point: KillPoint
-    killed_after: str = "-"  # last journal step seen when the signal went
+    killed_after: str = "-"  # the killed CLI's last journal step
     pending: int | None = None  # the revision left pending by the kill
     next_command: str = "-"
     noticed: str = "-"
@@ -136,12 +174,17 @@ class Releases:
         self.bad = images.local("crash")
         self.turn = 0
 
-    def next_good(self) -> None:
+    def next_good(self, *, pre_up: str = "") -> None:
         self.turn += 1
-        self.write(self.good[self.turn % 2])
+        self.write(self.good[self.turn % 2], pre_up=pre_up)
 
-    def write(self, image: str) -> None:
-        write_compose(self.project, compose_text(image, env={"GREETING": "kill-test"}))
+    def write(self, image: str, *, pre_up: str = "") -> None:
+        top = X_ROLLBACK
+        if pre_up:
+            top = f"x-rollback:\n  timeout: 60s\n  min_healthy: 1s\n  hooks:\n" \
+                  f"    pre_up: {pre_up}\n"
+        write_compose(self.project, compose_text(image, env={"GREETING": "kill-test"},
+                                                 top=top))
 
 
 def _journal(project: ComposeProject) -> list[dict[str, Any]]:
@@ -169,31 +212,67 @@ def _history_file(project: ComposeProject) -> dict[str, Any] | None:
     return data
 
 
-def _kill_at(project: ComposeProject, point: KillPoint, proc: subprocess.Popen[str],
-             started: float) -> str:
-    """Wait for the point, send SIGKILL; return the last step of this process seen then."""
-    deadline = started + 60
-    fire_at: float | None = started + point.delay if point.step is None else None
-    last = "-"
-    while time.monotonic() < deadline:
-        mine = [r for r in _journal(project) if r.get("pid") == proc.pid]
-        last = str(mine[-1].get("step")) if mine else "-"
-        if fire_at is None and any(r.get("step") == point.step for r in mine):
-            fire_at = time.monotonic() + point.delay
-        if fire_at is not None and time.monotonic() >= fire_at:
+def _steps_of(project: ComposeProject, pid: int) -> list[str]:
+    return [str(r.get("step")) for r in _journal(project) if r.get("pid") == pid]
+
+
+def _kill_at(project: ComposeProject, point: KillPoint, proc: subprocess.Popen[str]
+             ) -> tuple[str, list[str]]:
+    """Let the point's kill happen; return the CLI's last journal step and what went wrong."""
+    problems: list[str] = []
+    if point.at == "soak":
+        problems += _kill_when_soaking(proc, group=point.group)  # its thread reads stderr
+    try:
+        if point.at == "soak":
+            proc.wait(timeout=120)
+        else:
+            proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        problems.append("the kill point was never reached (killed after 120 s)")
+    steps = _steps_of(project, proc.pid)
+    last = steps[-1] if steps else "-"
+    if proc.returncode != -signal.SIGKILL:
+        problems.append(f"the CLI was not killed: it exited {proc.returncode} after {last}")
+    step, count = point.expected()
+    if last != step or (count and steps.count(step) != count):
+        problems.append(f"killed after {steps or 'no record'}, not at {point.at}")
+    return last, problems
+
+
+def _kill_when_soaking(proc: subprocess.Popen[str], *, group: bool) -> list[str]:
+    """SIGKILL the CLI (or its group) as soon as it says it is soaking; its stderr is read by a
+    thread so that a CLI that never gets there cannot keep the test waiting."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return ["the CLI never said it was soaking (120 s)"]
+        if line is None:
+            return ["the CLI ended before it said it was soaking"]
+        if "soaking" in line:
             break
-        if proc.poll() is not None:
-            return f"finished first ({last})"
-        time.sleep(0.01)
-    if proc.poll() is not None:
-        return f"finished first ({last})"
-    if point.group:
+    if group:
         os.killpg(proc.pid, signal.SIGKILL)
     else:
         proc.kill()
-    proc.wait()
-    mine = [r for r in _journal(project) if r.get("pid") == proc.pid]
-    return str(mine[-1].get("step")) if mine else "-"
+    return []
+
+
+def _statuses(project: ComposeProject) -> dict[int, str]:
+    data = _history_file(project)
+    return {int(r["number"]): str(r["status"]) for r in (data or {}).get("revisions", [])}
 
 
 def _pending(project: ComposeProject) -> list[int]:
@@ -244,15 +323,22 @@ def _healthy_pinned(project: ComposeProject) -> list[str]:
     return problems
 
 
-def _start(project: ComposeProject, releases: Releases, operation: str
+def _start(project: ComposeProject, releases: Releases, point: KillPoint
            ) -> subprocess.Popen[str]:
-    if operation == "up-good":
-        releases.next_good()
-        return popen_cli(project, "up", *GATES)
-    if operation == "up-bad":
+    gates = LONG_SOAK if point.at == "soak" else GATES
+    env = {}
+    if point.at.startswith(("before:", "after:")):
+        env[VARIABLE] = point.at + (":group" if point.group else "")
+    if point.operation == "up-good":
+        pre_up = ""
+        if point.at == "pre_up":
+            pre_up = PRE_UP_KILL_GROUP if point.group else PRE_UP_KILL
+        releases.next_good(pre_up=pre_up)
+        return popen_cli(project, "up", *gates, env=env)
+    if point.operation == "up-bad":
         releases.write(releases.bad)
-        return popen_cli(project, "up", *GATES)
-    return popen_cli(project, "revert", *GATES)
+        return popen_cli(project, "up", *gates, env=env)
+    return popen_cli(project, "revert", *gates, env=env)
 
 
 def _heal(project: ComposeProject, releases: Releases, command: tuple[str, ...]
@@ -265,21 +351,15 @@ def _heal(project: ComposeProject, releases: Releases, command: tuple[str, ...]
 def _one_point(project: ComposeProject, releases: Releases, point: KillPoint,
                number: int) -> Outcome:
     outcome = Outcome(point)
-    started = time.monotonic()
-    proc = _start(project, releases, point.operation)
-    try:
-        outcome.killed_after = _kill_at(project, point, proc, started)
-    finally:
-        proc.communicate()
-    if outcome.killed_after.startswith("finished first"):
-        outcome.problems.append(f"the operation finished before the kill point "
-                                f"(exit {proc.returncode})")
+    proc = _start(project, releases, point)
+    outcome.killed_after, outcome.problems = _kill_at(project, point, proc)
     try:
         _history_file(project)
     except ValueError as error:
         outcome.problems.append(f"history.json is not valid JSON after the kill: {error}")
     pending = _pending(project)
     outcome.pending = pending[-1] if pending else None
+    settled = {n: status for n, status in _statuses(project).items() if status != "pending"}
 
     # The next command, of whatever kind, notices the interrupted operation.
     command = NEXT_COMMANDS[number % len(NEXT_COMMANDS)]
@@ -310,6 +390,15 @@ def _one_point(project: ComposeProject, releases: Releases, point: KillPoint,
         if outcome.pending is not None and states.get(outcome.pending) != "interrupted":
             outcome.problems.append(f"revision {outcome.pending} is "
                                     f"{states.get(outcome.pending)}, not interrupted")
+        # Recovery touches the pending revision only: one the killed operation had already
+        # settled (deployed, restored) keeps its status, bar being superseded by a new deploy.
+        moved = {n: f"{was} -> {states.get(n)}" for n, was in settled.items()
+                 if states.get(n) != was and not (
+                     command[0] in ("up", "revert") and (was, states.get(n)) ==
+                     ("deployed", "superseded"))}
+        if moved:
+            outcome.problems.append(f"`{outcome.next_command}` changed settled revisions: "
+                                    f"{moved}")
 
     # One up or revert brings the project to a healthy pinned state.
     if command[0] in ("up", "revert"):
@@ -357,7 +446,8 @@ def test_sigkill_at_every_step_loses_nothing_and_never_sticks(
             break
     elapsed = time.monotonic() - began
 
-    killed = [o for o in outcomes if not o.killed_after.startswith("finished first")]
+    killed = [o for o in outcomes if not any("not killed" in p or "never" in p
+                                             for p in o.problems)]
     survived = [o for o in outcomes if o.survived]
     lost = sorted({item for o in outcomes for item in o.lost})
     rows = [o.row(n) for n, o in enumerate(outcomes, start=1)]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import time
@@ -25,6 +26,7 @@ from robust_helpers import (
     write_compose,
 )
 
+from compose_rollback.testhooks import VARIABLE
 from support.compose_project import ComposeProject
 from support.helpers import describe, unique_name, wait_for
 from support.testimages import AppImages
@@ -194,12 +196,11 @@ def test_lock_of_a_killed_holder_is_taken_over(
     _new_release(project, images, "two")
     up(project)
     _new_release(project, images, "three")
-    holder = popen_cli(project, "up", *SLOW_SOAK)
-    wait_for(lambda: _holding(project, holder.pid, "gate") or holder.poll() is not None, 60,
-             what="the holder in its gate")
-    assert holder.poll() is None
-    holder.kill()
-    holder.communicate()
+    # SIGKILLed by the test-only kill point right after it journals its gate (lock held).
+    holder = popen_cli(project, "up", *SLOW_SOAK, env={VARIABLE: "after:gate"})
+    holder.communicate(timeout=120)
+    assert holder.returncode == -signal.SIGKILL, holder.returncode
+    assert _journal_steps(project, holder.pid)[-1] == "gate"
     lock = project.state_dir / "lock"
     left: Any = json.loads(lock.read_text())
     assert left["pid"] == holder.pid  # the dead holder's description is still in the file

@@ -19,6 +19,10 @@ Extends ``test_store.py`` (overlay round trip, ``parse`` on short text) and
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from compose_rollback.errors import CorruptRevision
+from compose_rollback import commands
+from compose_rollback.context import Context
+from compose_rollback.errors import BadInput, CorruptRevision
 from compose_rollback.lock import Journal
 from compose_rollback.overlay import OverlayError, parse
 from compose_rollback.pinning import Pin
@@ -38,7 +44,8 @@ from compose_rollback.plugin import (
     UsageError,
     split_argv,
 )
-from compose_rollback.revisions import STATUSES, Revision, RevisionStore
+from compose_rollback.project import Project
+from compose_rollback.revisions import STATUSES, Revision, RevisionStore, checksum
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -200,6 +207,192 @@ def test_history_save_then_read_round_trips(tmp_path: Path, revisions: list[Revi
     assert store.revisions() == revisions
     assert store.history_path.read_bytes() == _history_bytes(revisions)  # deterministic bytes
     assert not [p for p in store.root.iterdir() if p.name != "history.json"]  # no temp files
+
+
+# -- hostile histories: paths and tags that lead out of the store -----------------------------
+
+#: What every file outside the store holds: a valid overlay whose checksum each hostile
+#: revision records, so a reader that followed a path or a link out would accept it.
+OUTSIDE = "services:\n  web:\n    image: sha256:" + "1" * 64 + "\n"
+
+_hostile_path = st.one_of(
+    st.sampled_from([
+        "../../x", "../x", "..", ".", "", "/", "@ABS@", "@ABS@/../x", "revisions/../../x",
+        "revisions/../../../x", "revisions/0001.yaml\x00", "revisions/0001.yaml\x00/../../x",
+        "revisions\\..\\..\\x", "..\\..\\x", "revisions/0001.yaml/", "revisions//0001.yaml",
+        "./revisions/0001.yaml", "revisions/./0001.yaml", "~/x", "revisions/" + "a" * 300,
+        "a/" * 2000, "revisions/0002.yaml", "history.json", "lock", "journal.jsonl",
+        "revisions", "current.yaml", "revisions/0001.yaml\n", " revisions/0001.yaml",
+    ]),
+    st.lists(st.sampled_from(["..", ".", "revisions", "0001.yaml", "0002.yaml", "", "\\",
+                              "\x00", "x" * 300, "~", "@ABS@"]), max_size=8).map("/".join),
+    st.text(max_size=30),
+)
+_layout = st.sampled_from(["file", "link", "absent"])
+
+
+@st.composite
+def _hostile_history(draw: st.DrawFn) -> list[tuple[Revision, str]]:
+    """Revisions (numbers 1..3, some at their own path, some not), each with the layout of
+    its own file on disk: a regular file, a link out of the store, or nothing."""
+    out = []
+    for number in sorted(draw(st.sets(st.integers(1, 3), min_size=1))):
+        own = f"revisions/{number:04d}.yaml"
+        path = draw(st.one_of(st.just(own), _hostile_path))
+        out.append((Revision(number, draw(st.sampled_from(STATUSES)), "up", "t", path,
+                             checksum(OUTSIDE), {}), draw(_layout)))
+    return out
+
+
+def _hostile_world(tmp_path: Path, history: list[tuple[Revision, str]], *,
+                   linked_dir: bool) -> tuple[RevisionStore, dict[Path, bytes]]:
+    """A store two levels below a fresh directory; the files around it it must never touch."""
+    base = Path(tempfile.mkdtemp(dir=tmp_path))
+    store = RevisionStore(base / "a" / "b" / "store")
+    (store.root / "revisions").mkdir(parents=True)
+    outside = {base / "x": b"", base / "a" / "x": b"", base / "a" / "b" / "x": b"",
+               base / "outside.yaml": b"", base / "elsewhere" / "0001.yaml": b"",
+               base / "elsewhere" / "0002.yaml": b"", base / "elsewhere" / "0003.yaml": b""}
+    for path in outside:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(OUTSIDE)
+        outside[path] = path.read_bytes()
+    for revision, layout in history:
+        own = store.root / f"revisions/{revision.number:04d}.yaml"
+        if layout == "file":
+            own.write_text(OUTSIDE)
+        elif layout == "link":
+            own.symlink_to(base / "outside.yaml")
+    if linked_dir:
+        shutil.rmtree(store.root / "revisions")
+        (store.root / "revisions").symlink_to(base / "elsewhere")
+    entries = [replace(r, file=r.file.replace("@ABS@", str(base / "x"))) for r, _ in history]
+    store.save(entries)
+    return store, outside
+
+
+def _untouched(outside: dict[Path, bytes]) -> None:
+    for path, data in outside.items():
+        assert path.read_bytes() == data, f"{path} was changed"
+
+
+@FUZZ
+@given(history=_hostile_history(), linked_dir=st.booleans(), doomed=st.sets(st.integers(1, 3)))
+@example(history=[(Revision(1, "superseded", "up", "t", "../../x", checksum(OUTSIDE), {}),
+                   "file")], linked_dir=False, doomed={1})
+@example(history=[(Revision(1, "superseded", "up", "t", "@ABS@", checksum(OUTSIDE), {}),
+                   "file")], linked_dir=False, doomed={1})
+@example(history=[(Revision(1, "superseded", "up", "t", "revisions/0001.yaml\x00",
+                            checksum(OUTSIDE), {}), "file")], linked_dir=False, doomed={1})
+@example(history=[(Revision(1, "superseded", "up", "t", "revisions/0001.yaml",
+                            checksum(OUTSIDE), {}), "link")], linked_dir=False, doomed={1})
+@example(history=[(Revision(2, "superseded", "up", "t", "revisions/0002.yaml",
+                            checksum(OUTSIDE), {}), "absent")], linked_dir=True, doomed={2})
+def test_hostile_history_never_leads_out_of_the_store(
+    tmp_path: Path, history: list[tuple[Revision, str]], linked_dir: bool, doomed: set[int],
+) -> None:
+    """Paths (``..``, absolute, NUL, backslashes, very long, other files of the store) and
+    links (a revision file or ``revisions/`` pointing out): reading, resolving and removing
+    raise nothing but our own errors, and nothing outside the store is read or changed."""
+    store, outside = _hostile_world(tmp_path, history, linked_dir=linked_dir)
+    revisions = store.revisions()  # a bad entry does not make the others unreadable
+    assert [r.number for r in revisions] == [r.number for r, _ in history]
+    for revision, (_, layout) in zip(revisions, history, strict=True):
+        own = f"revisions/{revision.number:04d}.yaml"
+        try:
+            path = store.path_of(revision)
+        except BadInput:
+            assert revision.file != own
+        else:
+            assert revision.file == own and path == store.root / own
+        try:
+            text = store.overlay_text(revision)
+        except BadInput:
+            continue
+        # Read only when it is the revision's own, real file inside the store.
+        assert (revision.file, layout, linked_dir) == (own, "file", False), text
+    before = store.history_path.read_bytes()
+    try:
+        store.remove(doomed)
+    except BadInput:
+        assert store.history_path.read_bytes() == before  # refused: nothing changed
+    _untouched(outside)
+
+
+_PROJECTS = ["shop", "shop-x", "a"]
+_hostile_tag = st.one_of(
+    st.sampled_from([
+        "alpine:latest", "alpine", "sha256:" + "1" * 64, "reg/app@sha256:" + "a" * 64,
+        "--force", "-f", "", ":", "reg/app:rollback-other-111111111111",
+        "reg/app:rollback-shop-x-111111111111", "reg/app:rollback-shop-111111111111",
+        "reg/app:rollback-shop-111111111111@sha256:" + "a" * 64,
+        "REG/app:rollback-shop-111111111111", "reg/app:rollback-shop-111111111111 --force",
+        "reg/app:rollback-shop-111111111111\n", "127.0.0.1:5000/x/y:rollback-shop-0123456789ab",
+        "../x:rollback-shop-111111111111", "-x:rollback-shop-111111111111",
+        "reg/app:rollback-shop-1111111111111", "reg/app:rollback-shop-11111111111",
+        "reg/app:latest:rollback-shop-111111111111", "reg/app:rollback-a-111111111111",
+    ]),
+    st.builds("{}:rollback-{}-{}".format,
+              st.sampled_from(["reg/app", "alpine", "localhost:5000/a", "-x", "a b", "", "A"]),
+              st.sampled_from([*_PROJECTS, "other", ""]),
+              st.text(alphabet="0123456789abcdefg", max_size=14)),
+    st.text(max_size=40),
+)
+
+
+class _Untagger:
+    """The one engine call ``prune --keep N`` makes: remember what it would remove."""
+
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def untag(self, refs: list[str]) -> None:
+        self.removed += refs
+
+
+def _ours(ref: str, project: str) -> bool:
+    """The oracle, written apart from the product's: ``<repository>:rollback-<project>-<12
+    hex>``, a repository without spaces, digest, upper case or leading dash."""
+    repo, _, tag = ref.rpartition(":")
+    return (re.fullmatch(r"[a-z0-9][a-z0-9._/-]*(?::[0-9]+/[a-z0-9._/-]+)?", repo) is not None
+            and ".." not in repo
+            and re.fullmatch(rf"rollback-{re.escape(project)}-[0-9a-f]{{12}}", tag) is not None)
+
+
+@settings(FUZZ, max_examples=80)  # each example records a few revisions, fsync and all
+@given(project=st.sampled_from(_PROJECTS),
+       tags=st.lists(st.lists(_hostile_tag, min_size=1, max_size=3), min_size=2, max_size=4),
+       keep=st.integers(1, 3))
+@example(project="shop", tags=[["alpine:latest"], ["reg/app:rollback-shop-222222222222"]],
+         keep=1)
+@example(project="shop", tags=[["reg/app:rollback-other-111111111111"], ["x:latest"]], keep=1)
+def test_prune_never_removes_a_tag_that_is_not_this_projects(
+    tmp_path: Path, project: str, tags: list[list[str]], keep: int,
+) -> None:
+    base = Path(tempfile.mkdtemp(dir=tmp_path))
+    store = RevisionStore(base / project)
+    engine = _Untagger()
+    revisions = []
+    for number, refs in enumerate(tags, start=1):
+        pins = {f"s{i}": Pin(f"s{i}", "reg/app", "sha256:" + "1" * 64, "sha256:" + "1" * 64,
+                             local=True, retention=ref) for i, ref in enumerate(refs)}
+        revision = Revision(number, "superseded", "up", "t", f"revisions/{number:04d}.yaml",
+                            checksum(OUTSIDE), pins)
+        store.add(revision, OUTSIDE)
+        revisions.append(revision)
+    store.promote(len(tags), finished="t")
+    ctx = Context(project=Project(name=project, directory=base, files=()), store=store,
+                  progress=lambda line: None,
+                  engine_factory=lambda: engine)  # type: ignore[arg-type,return-value]
+    before = store.history_path.read_bytes()
+    try:
+        pruned = commands.prune(ctx, keep=keep)
+    except BadInput:
+        assert store.history_path.read_bytes() == before and engine.removed == []
+        return
+    assert all(_ours(ref, project) for ref in engine.removed), engine.removed
+    for number in pruned:  # every retention tag of a pruned revision was ours
+        assert all(_ours(p.retention, project) for p in revisions[number - 1].pins.values())
 
 
 # -- the overlay reader -----------------------------------------------------------------------
