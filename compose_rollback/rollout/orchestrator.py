@@ -65,7 +65,7 @@ class ComposeOrchestrator:
         for index, step in enumerate(plan.steps):
             last = index == len(plan.steps) - 1
             run = StepRun(ctx=self.ctx, step=step, revision=revision.number,
-                          overlay=self.ctx.store.root / revision.file,
+                          overlay=self.ctx.store.path_of(revision),
                           settings=settings if last else _service_gates_only(settings),
                           restarts=restarts, all_services=everything)
             failure = STRATEGIES[step.order](run)
@@ -120,10 +120,10 @@ class ComposeOrchestrator:
 
     def _hashes(self, revision: Revision, leaving: Revision | None
                 ) -> tuple[dict[str, str], dict[str, str]]:
-        engine, root, project = self.ctx.engine, self.ctx.store.root, self.ctx.project
+        engine, store, project = self.ctx.engine, self.ctx.store, self.ctx.project
         with ThreadPoolExecutor(max_workers=2) as pool:
-            new = pool.submit(engine.config_hashes, project, overlay=root / revision.file)
-            old = pool.submit(engine.config_hashes, project, overlay=root / leaving.file) \
+            new = pool.submit(engine.config_hashes, project, overlay=store.path_of(revision))
+            old = pool.submit(engine.config_hashes, project, overlay=store.path_of(leaving)) \
                 if leaving is not None else None
             return new.result(), (old.result() if old is not None else {})
 

@@ -51,8 +51,14 @@ def _deploy_under_load(project: ComposeProject, images: AppImages, proxy: Proxy,
     the proxy has settled) and in the 2 s after it, the exit code and the deploy's seconds."""
     release = "new" if variant == "healthy" else "broken"
     with Load(proxy.url(), rate=RATE, max_seconds=120) as load:
-        before = load.wait_requests(20)
-        assert before.failed == 0, before.describe()
+        load.wait_requests(20)
+        # Steady state first: a proxy started a moment ago may still answer 503 (no server
+        # in rotation yet); the deploy begins once a whole second went through cleanly.
+        deadline = load.now() + 15.0
+        while load.summary().between(load.now() - 1.0).failed and load.now() < deadline:
+            load.wait_until(load.now() + 0.5)
+        steady = load.summary().between(load.now() - 1.0)
+        assert steady.failed == 0 and steady.total > 0, steady.describe()
         began = load.now()
         project.write(_compose(images.local(variant), release=release, order=order))
         code = project.run("up", *FAST).returncode

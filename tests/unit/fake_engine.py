@@ -54,9 +54,22 @@ class FakeEngine:
         self.applied: list[str] = []  # overlay file names, in order
         self.calls: list[tuple[Any, ...]] = []  # up / kill / stop, in order
         self.tags: dict[str, str] = {}
-        self.running: dict[str, str] = {}  # service -> image id of its newest container
         self.boxes: dict[str, Box] = {}
+        self._running: dict[str, str] = {}
         self._ids = itertools.count(1)
+
+    @property
+    def running(self) -> dict[str, str]:
+        """Service -> image id of its newest container (the latest ``up`` of it)."""
+        return self._running
+
+    @running.setter
+    def running(self, services: dict[str, str]) -> None:
+        """A test sets what runs: one container per service, as if started by hand."""
+        self.boxes.clear()
+        self._running = dict(services)
+        for service, image_id in services.items():
+            self._create(service, image_id, "", 1, {})
 
     def config(self, project: Project, *, interpolate: bool) -> dict[str, Any]:
         return copy.deepcopy(self.model)
@@ -123,7 +136,7 @@ class FakeEngine:
                 number = next(n for n in itertools.count(1) if n not in numbers)
                 numbers.add(number)
                 self._create(name, image_id, hashes[name], number, labels)
-            self.running[name] = image_id
+            self._running[name] = image_id
 
     def _create(self, service: str, image_id: str, config_hash: str, number: int,
                 labels: dict[str, str]) -> None:
