@@ -1,0 +1,206 @@
+"""A revision's definitions, derived from Compose's own models and checked against them.
+
+Compose gives two models: the interpolated one (what it runs; it holds secrets, so it stays in
+memory) and the non-interpolated one (``${VAR}`` kept, what a revision may write). The second
+is not always a faithful form of the first: Compose parses short syntax *before* it would have
+filled in the variables, so ``${DATA:-./data}:/data`` becomes a named volume, a device string
+is split inside ``${DEV:-/dev/null}``, ``/srv:/data:${MODE:-ro}`` loses its ``:ro``, a list of
+``${NET}`` becomes a mapping whose key is never interpolated again.
+
+So, per field, the source of truth is chosen:
+- the non-interpolated model, wherever it holds no reference the loader had to parse around;
+- the field as written in the project's own compose file, where the loader transformed a value
+  that still held a reference (Compose parses it again, after interpolation, when the revision
+  is applied, exactly as it does for the project);
+- and then the result is checked by Compose itself: the candidate, applied alone, must resolve
+  to the same model as the project (image, pull policy, build and profiles aside). What still
+  differs has no faithful non-secret form (e.g. an included file's own ``env_file`` variables)
+  and is refused with the fields named, never written wrong.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import SafeConstructor
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from compose_rollback.errors import BadInput
+from compose_rollback.overlay import Header, pinned_service, render, top_level
+from compose_rollback.project import Project
+
+# Fields a revision never keeps as they are (the pin replaces them), so never compared.
+IGNORED_FIELDS = ("image", "pull_policy", "build", "profiles")
+_CHECK_IMAGE = "compose-rollback.invalid/check:fidelity"
+
+
+class ConfigEngine(Protocol):
+    def config(self, project: Project, *, interpolate: bool) -> dict[str, Any]: ...
+
+
+class Unfaithful(BadInput):
+    """A revision applied alone would not reproduce what Compose runs for the project."""
+
+    def __init__(self, fields: Sequence[str], *, included: bool) -> None:
+        shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
+        hint = ("an included file's own env_file or .env variables, and values Compose parses "
+                "before it fills in variables there, cannot be recorded without their values: "
+                "set those variables in the project's .env or environment, or write the entry "
+                "in long syntax" if included else
+                "write the entries in long syntax (or without variables) and try again")
+        super().__init__(
+            f"a revision of this project would not reproduce what compose runs: {shown} "
+            "would differ when the revision is applied alone; nothing was recorded", hint=hint)
+        self.fields = list(fields)
+
+
+def derive(*, engine: ConfigEngine, project: Project, model: Mapping[str, Any],
+           snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot a revision may write: non-interpolated, with fields the loader parsed
+    around a reference taken as written, checked by Compose to resolve to ``model``."""
+    raw = raw_services(project.files)
+    candidate = restore_as_written(snapshot, raw)
+    actual = applied_alone(engine, project, candidate)
+    different = differences(model, actual)
+    if different:
+        raise Unfaithful(different, included=any(
+            f.split(".")[1] not in raw for f in different if f.startswith("services.")))
+    return candidate
+
+
+# -- the fields as written ----------------------------------------------------------------------
+class _Tagged:
+    """A value carrying compose's ``!reset``/``!override``: its merge is not a plain one."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _RawConstructor(SafeConstructor):
+    pass
+
+
+def _construct_tagged(constructor: SafeConstructor, node: Node) -> _Tagged:
+    if isinstance(node, MappingNode):
+        return _Tagged(constructor.construct_mapping(node, deep=True))
+    if isinstance(node, SequenceNode):
+        return _Tagged(constructor.construct_sequence(node, deep=True))
+    if isinstance(node, ScalarNode):
+        return _Tagged(constructor.construct_scalar(node))
+    return _Tagged(None)
+
+
+_RawConstructor.add_constructor("!override", _construct_tagged)
+_RawConstructor.add_constructor("!reset", _construct_tagged)
+
+
+def _documents(path: Path) -> Iterator[Any]:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.Constructor = _RawConstructor
+    try:
+        yield from yaml.load_all(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError, ValueError, TypeError):
+        return  # compose has read the file already; what we cannot read, we do not use
+
+
+def raw_services(files: Sequence[Path]) -> dict[str, list[Any]]:
+    """Each service's definitions as written in the project's own files (one per document;
+    services of included files are not here: their references resolve in another scope)."""
+    found: dict[str, list[Any]] = {}
+    for path in files:
+        for doc in _documents(path):
+            services = doc.get("services") if isinstance(doc, Mapping) else None
+            if isinstance(services, Mapping):
+                for name, definition in services.items():
+                    found.setdefault(str(name), []).append(definition)
+    return found
+
+
+def _has_reference(value: Any) -> bool:
+    if isinstance(value, str):
+        return "$" in value.replace("$$", "")
+    if isinstance(value, Mapping):
+        return any(_has_reference(k) or _has_reference(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_reference(v) for v in value)
+    return False
+
+
+def _as_written(field: str, definitions: Sequence[Any]) -> Any | None:
+    """The one written value of ``field``, if a single plain definition holds it and Compose
+    parsed it while it still held a reference; else None (the model's value stands)."""
+    if any(not isinstance(d, Mapping) or "extends" in d for d in definitions):
+        return None  # tagged, or merged with a base service: the model has the merge
+    holders = [d[field] for d in definitions if field in d]
+    if len(holders) != 1 or isinstance(holders[0], _Tagged) or not _has_reference(holders[0]):
+        return None
+    return holders[0]
+
+
+def restore_as_written(snapshot: Mapping[str, Any], raw: Mapping[str, Sequence[Any]]
+                       ) -> dict[str, Any]:
+    """The snapshot with every field that Compose transformed around a reference put back as
+    written (Compose transforms it again, after interpolation, when the revision is applied)."""
+    out = copy.deepcopy(dict(snapshot))
+    for name, definition in (out.get("services") or {}).items():
+        for field in list(definition):
+            if field.startswith("x-") or field in IGNORED_FIELDS:
+                continue
+            written = _as_written(field, raw.get(name, ()))
+            if written is not None and written != definition[field]:
+                definition[field] = copy.deepcopy(written)
+    return out
+
+
+# -- the check by Compose -----------------------------------------------------------------------
+def applied_alone(engine: ConfigEngine, project: Project, snapshot: Mapping[str, Any]
+                  ) -> dict[str, Any]:
+    """What Compose resolves for ``snapshot`` rendered as a revision and applied alone."""
+    services = {name: check_service(definition)
+                for name, definition in (snapshot.get("services") or {}).items()}
+    text = render(project=project.name, header=Header(0, "", "", "", "", ""),
+                  services=services, top_level=top_level(snapshot), apply_hint="")
+    with tempfile.TemporaryDirectory(prefix="compose-rollback-check-") as tmp:
+        path = Path(tmp) / "revision.yaml"  # holds no interpolated value, like a revision
+        path.write_text(text, encoding="utf-8")
+        return engine.config(dataclasses.replace(project, files=(path,)), interpolate=True)
+
+
+def check_service(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """A definition as a revision writes it, with a stand-in pin (images are not compared)."""
+    if "provider" in definition and not definition.get("image"):
+        return pinned_service(definition, image=None, local=False)
+    return pinned_service(definition, image=_CHECK_IMAGE, local=True)
+
+
+def comparable(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A resolved model without what a revision replaces on purpose."""
+    out = copy.deepcopy(dict(model))
+    for definition in (out.get("services") or {}).values():
+        for key in IGNORED_FIELDS:
+            definition.pop(key, None)
+    return out
+
+
+def differences(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> list[str]:
+    """Paths (never values: they may be secrets) where two resolved models differ."""
+    return _diff(comparable(expected), comparable(actual), "", depth=0)
+
+
+def _diff(a: Any, b: Any, path: str, *, depth: int) -> list[str]:
+    if a == b:
+        return []
+    if depth >= 4 or not (isinstance(a, Mapping) and isinstance(b, Mapping)):
+        return [path or "the model"]
+    out: list[str] = []
+    for key in sorted(set(a) | set(b), key=str):
+        sub = f"{path}.{key}" if path else str(key)
+        out.extend(_diff(a.get(key), b.get(key), sub, depth=depth + 1))
+    return out
