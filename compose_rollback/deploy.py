@@ -25,7 +25,7 @@ from compose_rollback.pinning import Pin, keep_alive, pin_services, prepare_imag
 from compose_rollback.project import check_files
 from compose_rollback.revisions import Revision, checksum
 from compose_rollback.settings import Settings, load_settings
-from compose_rollback.snapshot import derive
+from compose_rollback.snapshot import derive, non_interpolated
 
 
 @dataclass(frozen=True)
@@ -246,8 +246,8 @@ def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     to reproduce the model when applied alone (``snapshot.derive``)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         model = pool.submit(ctx.engine.config, ctx.project, interpolate=True)
-        snapshot = pool.submit(ctx.engine.config, ctx.project, interpolate=False)
-        resolved = model.result()
+        snapshot = pool.submit(non_interpolated, ctx.engine, ctx.project)
+        resolved = model.result()  # first: a project compose rejects is reported as such
         return resolved, derive(engine=ctx.engine, project=ctx.project, model=resolved,
                                 snapshot=snapshot.result())
 

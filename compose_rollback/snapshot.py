@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import posixpath
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,7 @@ from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from compose_rollback.errors import BadInput
+from compose_rollback.errors import BadInput, RollbackError, Unreachable
 from compose_rollback.overlay import Header, pinned_service, render, top_level
 from compose_rollback.project import Project
 
@@ -48,8 +49,10 @@ class ConfigEngine(Protocol):
 class Unfaithful(BadInput):
     """A revision applied alone would not reproduce what Compose runs for the project."""
 
-    def __init__(self, fields: Sequence[str], *, included: bool) -> None:
+    def __init__(self, fields: Sequence[str], *, included: bool, rejected: str = "") -> None:
         shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
+        if rejected:
+            shown = f"{shown} (compose rejects the revision: {rejected})"
         hint = ("an included file's own env_file or .env variables, and values Compose parses "
                 "before it fills in variables there, cannot be recorded without their values: "
                 "set those variables in the project's .env or environment, or write the entry "
@@ -61,13 +64,44 @@ class Unfaithful(BadInput):
         self.fields = list(fields)
 
 
+class NotReadableUninterpolated(BadInput):
+    """Compose reads the project, but not with its variables left as references."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"compose cannot read this project without filling in its variables ({detail}), "
+            "so no revision can keep them as references; nothing was recorded",
+            hint="write that value without a variable (or in long syntax) and try again")
+        self.detail = detail
+
+
+def non_interpolated(engine: ConfigEngine, project: Project) -> dict[str, Any]:
+    """The model with ``${VAR}`` kept. Some values Compose only accepts once filled in
+    (``ulimits: {nofile: ${N}}``, ``cpus: ${C}`` beside ``deploy.resources``): say so."""
+    try:
+        return engine.config(project, interpolate=False)
+    except Unreachable:
+        raise
+    except RollbackError as error:
+        detail = " ".join(error.message.split()).removeprefix("compose rejected the project: ")
+        raise NotReadableUninterpolated(detail) from error
+
+
 def derive(*, engine: ConfigEngine, project: Project, model: Mapping[str, Any],
            snapshot: Mapping[str, Any]) -> dict[str, Any]:
     """The snapshot a revision may write: non-interpolated, with fields the loader parsed
     around a reference taken as written, checked by Compose to resolve to ``model``."""
     raw = raw_services(project.files)
-    candidate = restore_as_written(snapshot, raw)
-    actual = applied_alone(engine, project, candidate)
+    # Only the services Compose runs (the model leaves out those of inactive profiles).
+    candidate = restore_as_written(snapshot, raw, services=sorted(model.get("services") or {}))
+    included = bool(set(model.get("services") or {}) - set(raw))
+    try:
+        actual = applied_alone(engine, project, candidate)
+    except Unreachable:
+        raise
+    except RollbackError as error:  # e.g. a volume parsed as named, which is not declared
+        detail = " ".join(error.message.split()).removeprefix("compose rejected the project: ")
+        raise Unfaithful(["the revision"], included=included, rejected=detail) from error
     different = differences(model, actual)
     if different:
         raise Unfaithful(different, included=any(
@@ -133,30 +167,107 @@ def _has_reference(value: Any) -> bool:
     return False
 
 
-def _as_written(field: str, definitions: Sequence[Any]) -> Any | None:
-    """The one written value of ``field``, if a single plain definition holds it and Compose
-    parsed it while it still held a reference; else None (the model's value stands)."""
-    if any(not isinstance(d, Mapping) or "extends" in d for d in definitions):
-        return None  # tagged, or merged with a base service: the model has the merge
-    holders = [d[field] for d in definitions if field in d]
-    if len(holders) != 1 or isinstance(holders[0], _Tagged) or not _has_reference(holders[0]):
+def _base_fields(definition: Mapping[str, Any], raw: Mapping[str, Sequence[Any]],
+                 depth: int = 0) -> set[str] | None:
+    """The fields a service inherits through ``extends`` within the project's files; None
+    when the base cannot be read here (another file: its paths and merge are the model's)."""
+    extends = definition.get("extends")
+    if extends is None:
+        return set()
+    name = extends if isinstance(extends, str) else (
+        extends.get("service") if isinstance(extends, Mapping) and "file" not in extends
+        else None)
+    bases = raw.get(str(name), ()) if name is not None else ()
+    if len(bases) != 1 or not isinstance(bases[0], Mapping) or depth > 20:
         return None
-    return holders[0]
+    inherited = _base_fields(bases[0], raw, depth + 1)
+    return None if inherited is None else inherited | set(bases[0])
 
 
-def restore_as_written(snapshot: Mapping[str, Any], raw: Mapping[str, Sequence[Any]]
-                       ) -> dict[str, Any]:
-    """The snapshot with every field that Compose transformed around a reference put back as
-    written (Compose transforms it again, after interpolation, when the revision is applied)."""
+def _written_field(field: str, name: str, raw: Mapping[str, Sequence[Any]]) -> Any:
+    """The one written value of a service's field, or ``_NONE`` when it is merged from several
+    places (files, ``!reset``/``!override``, a base service): then the model's merge stands."""
+    definitions = raw.get(name, ())
+    if len(definitions) != 1 or not isinstance(definitions[0], Mapping):
+        return _NONE
+    inherited = _base_fields(definitions[0], raw)
+    if inherited is None or field in inherited or field not in definitions[0]:
+        return _NONE
+    value = definitions[0][field]
+    return _NONE if isinstance(value, _Tagged) else value
+
+
+_NONE = object()
+
+
+def _restore(model: Any, written: Any) -> Any:
+    """``model`` with each part Compose transformed around a reference put back as written:
+    a string (short syntax, a command line) that holds one, a list that became a mapping.
+    Elsewhere the model's own form stands (written YAML 1.1 numbers like ``0400`` and the
+    model's defaults are not re-read by us)."""
+    if isinstance(written, str):
+        return written if written != model and _has_reference(written) else model
+    if model is None and written in ([], {}):
+        return written  # an explicit empty value the model dropped (`command: []`)
+    if isinstance(written, Mapping) and isinstance(model, Mapping):
+        return {k: _restore(v, written[k]) if k in written else v for k, v in model.items()}
+    if isinstance(written, list) and isinstance(model, list) and len(written) == len(model):
+        return [_restore(m, w) for m, w in zip(model, written, strict=True)]
+    if isinstance(written, list) and _has_reference(written):
+        return written  # reshaped (list to mapping, entries merged): take it as written
+    return model
+
+
+def restore_as_written(snapshot: Mapping[str, Any], raw: Mapping[str, Sequence[Any]], *,
+                       services: Sequence[str]) -> dict[str, Any]:
+    """The snapshot's ``services`` with every part Compose transformed around a reference put
+    back as written (Compose transforms it again, after interpolation, when applied)."""
     out = copy.deepcopy(dict(snapshot))
-    for name, definition in (out.get("services") or {}).items():
+    out["services"] = {name: out["services"][name] for name in services}
+    for name, definition in out["services"].items():
         for field in list(definition):
             if field.startswith("x-") or field in IGNORED_FIELDS:
                 continue
-            written = _as_written(field, raw.get(name, ()))
-            if written is not None and written != definition[field]:
-                definition[field] = copy.deepcopy(written)
+            written = _written_field(field, name, raw)
+            if written is not _NONE:
+                definition[field] = copy.deepcopy(_restore(definition[field], written))
+            elif field == "volumes":
+                definition[field] = _merged_volumes(definition[field], raw.get(name, ()))
     return out
+
+
+def _merged_volumes(model: list[Any], definitions: Sequence[Any]) -> list[Any]:
+    """Volumes merged from several files (compose merges them by target, the later file
+    wins): an entry written in short syntax with a reference is put back as written."""
+    written: dict[str, str] = {}
+    for definition in definitions:
+        entries = definition.get("volumes") if isinstance(definition, Mapping) else None
+        if isinstance(entries, _Tagged):
+            written.clear()  # !reset / !override: the earlier files' entries are gone
+            entries = entries.value
+        for entry in entries if isinstance(entries, list) else ():
+            if isinstance(entry, str) and _has_reference(entry):
+                written[_volume_target(entry)] = entry
+    return [written.get(str(e.get("target")), e) if isinstance(e, Mapping) else e
+            for e in model]
+
+
+def _volume_target(spec: str) -> str:
+    """The target of a short volume spec, split as Compose splits it (not inside ``${}``)."""
+    parts, depth, current = [], 0, ""
+    for i, char in enumerate(spec):
+        if char == "$" and spec[i + 1:i + 2] == "{":
+            depth += 1
+        elif char == "}" and depth:
+            depth -= 1
+        elif char == ":" and depth == 0 and not (len(current) == 1 and current.isalpha()):
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+    parts.append(current)
+    target = parts[1] if len(parts) > 1 else parts[0]
+    return posixpath.normpath(target) if target else target
 
 
 # -- the check by Compose -----------------------------------------------------------------------
