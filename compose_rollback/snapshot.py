@@ -95,6 +95,8 @@ def derive(*, engine: ConfigEngine, project: Project, model: Mapping[str, Any],
     # Only the services Compose runs (the model leaves out those of inactive profiles).
     candidate = restore_as_written(snapshot, raw, services=sorted(model.get("services") or {}))
     included = bool(set(model.get("services") or {}) - set(raw))
+    if not included and not _has_reference(_written_part(candidate)):
+        return candidate  # nothing to fill in, nothing from another scope: nothing can differ
     try:
         actual = applied_alone(engine, project, candidate)
     except Unreachable:
@@ -107,6 +109,13 @@ def derive(*, engine: ConfigEngine, project: Project, model: Mapping[str, Any],
         raise Unfaithful(different, included=any(
             f.split(".")[1] not in raw for f in different if f.startswith("services.")))
     return candidate
+
+
+def _written_part(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """What a revision writes of a snapshot, but the fields the pin replaces."""
+    services = {name: {k: v for k, v in definition.items() if k not in IGNORED_FIELDS}
+                for name, definition in (snapshot.get("services") or {}).items()}
+    return {"services": services, **top_level(snapshot)}
 
 
 # -- the fields as written ----------------------------------------------------------------------
