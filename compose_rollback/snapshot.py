@@ -77,7 +77,7 @@ class NotReadableUninterpolated(BadInput):
 
 def non_interpolated(engine: ConfigEngine, project: Project) -> dict[str, Any]:
     """The model with ``${VAR}`` kept. Some values Compose only accepts once filled in
-    (``ulimits: {nofile: ${N}}``, ``cpus: ${C}`` beside ``deploy.resources``): say so."""
+    (``ulimits: {nproc: ${N}}``, ``gpus: ${G}``, ``extends: ${S}``): say so."""
     try:
         return engine.config(project, interpolate=False)
     except Unreachable:
@@ -106,8 +106,7 @@ def derive(*, engine: ConfigEngine, project: Project, model: Mapping[str, Any],
         raise Unfaithful(["the revision"], included=included, rejected=detail) from error
     different = differences(model, actual)
     if different:
-        raise Unfaithful(different, included=any(
-            f.split(".")[1] not in raw for f in different if f.startswith("services.")))
+        raise Unfaithful(different, included=included)
     return candidate
 
 
