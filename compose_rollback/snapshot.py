@@ -195,13 +195,20 @@ def _base_fields(definition: Mapping[str, Any], raw: Mapping[str, Sequence[Any]]
 def _written_field(field: str, name: str, raw: Mapping[str, Sequence[Any]]) -> Any:
     """The one written value of a service's field, or ``_NONE`` when it is merged from several
     places (files, ``!reset``/``!override``, a base service): then the model's merge stands."""
-    definitions = raw.get(name, ())
-    if len(definitions) != 1 or not isinstance(definitions[0], Mapping):
+    definitions = list(raw.get(name, ()))
+    for i, definition in enumerate(definitions):
+        if isinstance(definition, _Tagged):  # `web: !override`: the earlier files are gone
+            definitions = [definition.value, *definitions[i + 1:]]
+    if not all(isinstance(d, Mapping) for d in definitions):
         return _NONE
-    inherited = _base_fields(definitions[0], raw)
-    if inherited is None or field in inherited or field not in definitions[0]:
+    holders = [d for d in definitions if field in d]
+    if len(holders) != 1:
         return _NONE
-    value = definitions[0][field]
+    for definition in definitions:
+        inherited = _base_fields(definition, raw)
+        if inherited is None or field in inherited:
+            return _NONE
+    value = holders[0][field]
     return _NONE if isinstance(value, _Tagged) else value
 
 
@@ -249,6 +256,9 @@ def _merged_volumes(model: list[Any], definitions: Sequence[Any]) -> list[Any]:
     wins): an entry written in short syntax with a reference is put back as written."""
     written: dict[str, str] = {}
     for definition in definitions:
+        if isinstance(definition, _Tagged):  # `web: !override`: the earlier files are gone
+            written.clear()
+            definition = definition.value
         entries = definition.get("volumes") if isinstance(definition, Mapping) else None
         if isinstance(entries, _Tagged):
             written.clear()  # !reset / !override: the earlier files' entries are gone

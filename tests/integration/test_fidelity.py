@@ -135,7 +135,8 @@ def test_short_syntax_revision_keeps_read_only_and_bind(tmp_path: Path) -> None:
 # be set in .env (to a value of its kind, empty for W), or left unset.
 _ref = st.one_of(
     st.builds(lambda name, op, default: f"${{{name}{op}{default}}}", st.sampled_from("AB"),
-              st.sampled_from([":-", "-"]), st.sampled_from(["./d", "/srv", "named", "ro"])),
+              st.sampled_from([":-", "-", ":?", "?"]),
+              st.sampled_from(["./d", "/srv", "named", "ro"])),
     st.sampled_from(["${A}", "${B}"]))
 _source = st.one_of(_ref, st.sampled_from(["./rel", "/abs", "named"]))
 _word = st.one_of(_ref, st.sampled_from(["${W}", "${W:-two words}", "$$lit", "plain"]))

@@ -67,6 +67,17 @@ def test_merged_values_keep_the_models_merge(tmp_path: Path) -> None:
     assert child["volumes"] == []
 
 
+def test_a_field_written_in_one_of_several_files_is_put_back(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, 'services: {web: {devices: ["${D:-/dev/null}:/dev/x"]}}\n',
+               'services: {web: {volumes: ["./rel:/data"]}}\n',
+               'services:\n  api: !override\n    devices: ["${E:-/dev/zero}:/dev/y"]\n')
+    broken = [{"source": "${D", "target": "-/dev/null}", "permissions": "/dev/x"}]
+    snapshot = {"services": {"web": {"devices": broken}, "api": {"devices": broken}}}
+    out = restore_as_written(snapshot, raw, services=["api", "web"])["services"]
+    assert out["web"]["devices"] == ["${D:-/dev/null}:/dev/x"]
+    assert out["api"]["devices"] == ["${E:-/dev/zero}:/dev/y"]
+
+
 def test_volumes_merged_from_files_are_put_back_by_target(tmp_path: Path) -> None:
     raw = _raw(tmp_path, 'services: {web: {volumes: ["./a:/a"]}}\n',
                'services: {web: {volumes: ["/srv:/b:${MODE:-ro}"]}}\n')
