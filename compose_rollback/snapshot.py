@@ -92,9 +92,12 @@ def derive(*, engine: ConfigEngine, project: Project, model: Mapping[str, Any],
     """The snapshot a revision may write: non-interpolated, with fields the loader parsed
     around a reference taken as written, checked by Compose to resolve to ``model``."""
     raw = raw_services(project.files)
+    included = bool(set(model.get("services") or {}) - set(raw))
+    if included:  # their services' own short syntax too (Compose's check decides)
+        for name, definitions in raw_services(project.files, included=True).items():
+            raw.setdefault(name, definitions)
     # Only the services Compose runs (the model leaves out those of inactive profiles).
     candidate = restore_as_written(snapshot, raw, services=sorted(model.get("services") or {}))
-    included = bool(set(model.get("services") or {}) - set(raw))
     if not included and not _has_reference(_written_part(candidate)):
         return candidate  # nothing to fill in, nothing from another scope: nothing can differ
     try:
@@ -152,17 +155,38 @@ def _documents(path: Path) -> Iterator[Any]:
         return  # compose has read the file already; what we cannot read, we do not use
 
 
-def raw_services(files: Sequence[Path]) -> dict[str, list[Any]]:
-    """Each service's definitions as written in the project's own files (one per document;
-    services of included files are not here: their references resolve in another scope)."""
+def raw_services(files: Sequence[Path], *, included: bool = False,
+                 depth: int = 0) -> dict[str, list[Any]]:
+    """Each service's definitions as written in the project's own files (one per document),
+    or (``included``) in the files those include. An included file's references resolve in
+    its own scope: what is taken from there is always checked by Compose."""
     found: dict[str, list[Any]] = {}
     for path in files:
         for doc in _documents(path):
-            services = doc.get("services") if isinstance(doc, Mapping) else None
-            if isinstance(services, Mapping):
+            if not isinstance(doc, Mapping):
+                continue
+            services = doc.get("services")
+            if not included and isinstance(services, Mapping):
                 for name, definition in services.items():
                     found.setdefault(str(name), []).append(definition)
+            if included and depth < 10:  # what they include, and what that includes
+                nested = _include_paths(doc.get("include"), path.parent)
+                for more in (raw_services(nested),
+                             raw_services(nested, included=True, depth=depth + 1)):
+                    for name, definitions in more.items():
+                        found.setdefault(name, []).extend(definitions)
     return found
+
+
+def _include_paths(entries: Any, base: Path) -> list[Path]:
+    """The local files of an ``include:`` list (remote ones are left to Compose's check)."""
+    paths: list[Path] = []
+    for entry in entries if isinstance(entries, list) else ():
+        path = entry.get("path") if isinstance(entry, Mapping) else entry
+        for item in path if isinstance(path, list) else [path]:
+            if isinstance(item, str) and "://" not in item and not item.startswith("oci:"):
+                paths.append(base / item)
+    return paths
 
 
 def _has_reference(value: Any) -> bool:
