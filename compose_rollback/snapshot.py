@@ -278,7 +278,7 @@ def restore_as_written(snapshot: Mapping[str, Any], raw: Mapping[str, Sequence[A
 def _merged_volumes(model: list[Any], definitions: Sequence[Any]) -> list[Any]:
     """Volumes merged from several files (compose merges them by target, the later file
     wins): an entry written in short syntax with a reference is put back as written."""
-    written: dict[str, str] = {}
+    written: dict[str, str] = {}  # target -> the short spec written last for it
     for definition in definitions:
         if isinstance(definition, _Tagged):  # `web: !override`: the earlier files are gone
             written.clear()
@@ -288,9 +288,12 @@ def _merged_volumes(model: list[Any], definitions: Sequence[Any]) -> list[Any]:
             written.clear()  # !reset / !override: the earlier files' entries are gone
             entries = entries.value
         for entry in entries if isinstance(entries, list) else ():
-            if isinstance(entry, str) and _has_reference(entry):
+            if isinstance(entry, str):  # the last entry for a target is the one that counts
                 written[_volume_target(entry)] = entry
-    return [written.get(str(e.get("target")), e) if isinstance(e, Mapping) else e
+            elif isinstance(entry, Mapping):
+                written.pop(posixpath.normpath(str(entry.get("target"))), None)
+    return [_restore(e, written[str(e.get("target"))])
+            if isinstance(e, Mapping) and str(e.get("target")) in written else e
             for e in model]
 
 

@@ -171,11 +171,14 @@ _env = st.fixed_dictionaries({}, optional={
 
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(service=_service, env=_env, override=st.one_of(st.none(), st.lists(
-    _volume, min_size=1, max_size=2, unique_by=lambda v: v.split(":")[-2][-2:])))
+@given(service=_service, env=_env, override=st.one_of(st.none(), st.fixed_dictionaries({
+    "volumes": st.lists(_volume, min_size=1, max_size=2,
+                        unique_by=lambda v: v.split(":")[-2][-2:])}, optional={
+    "devices": st.lists(_device, max_size=1), "command": _word.map(lambda p: f"echo {p}"),
+    "environment": st.dictionaries(st.sampled_from(["K1", "K3"]), _word, max_size=2)})))
 def test_generated_services_applied_alone_resolve_like_the_project(
-        service: dict[str, Any], env: dict[str, str], override: list[str] | None) -> None:
-    """Generated definitions (short and long forms, references in every position, volumes
+        service: dict[str, Any], env: dict[str, str], override: dict[str, Any] | None) -> None:
+    """Generated definitions (short and long forms, references in every position, fields
     merged from an override file) resolve, applied alone, like the project."""
     with tempfile.TemporaryDirectory(prefix="crt-fidelity-") as tmp:
         directory = Path(tmp) / "gen"
@@ -184,7 +187,7 @@ def test_generated_services_applied_alone_resolve_like_the_project(
         (directory / "compose.yaml").write_text(json.dumps(model))
         if override is not None:
             (directory / "compose.override.yaml").write_text(
-                json.dumps({"services": {"web": {"volumes": override}}}))
+                json.dumps({"services": {"web": override}}))
         (directory / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         plain = subprocess.run(["docker", "compose", "config", "-q"], cwd=directory,
                                env=clean_env(), capture_output=True, check=False)

@@ -87,6 +87,14 @@ def test_volumes_merged_from_files_are_put_back_by_target(tmp_path: Path) -> Non
     assert web["volumes"] == [a, "/srv:/b:${MODE:-ro}"]
 
 
+def test_a_later_plain_entry_for_the_same_target_wins(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, 'services: {web: {volumes: ["${A}:/data", "./rel:/data"]}}\n')
+    rel = {"type": "bind", "source": "./rel", "target": "/data"}
+    web = restore_as_written({"services": {"web": {"volumes": [rel]}}}, raw,
+                             services=["web"])["services"]["web"]
+    assert web["volumes"] == [rel]
+
+
 @pytest.mark.parametrize(("spec", "target"), [
     ("${A:-./x}:/data:ro", "/data"), ("/srv:/d/../e/:${M}", "/e"), ("C:\\x:/win", "/win"),
     ("/anon", "/anon"), ("${V:-a:b}:/t", "/t"),
