@@ -88,7 +88,8 @@ def test_volumes_merged_from_files_are_put_back_by_target(tmp_path: Path) -> Non
 
 
 def test_a_later_plain_entry_for_the_same_target_wins(tmp_path: Path) -> None:
-    raw = _raw(tmp_path, 'services: {web: {volumes: ["${A}:/data", "./rel:/data"]}}\n')
+    raw = _raw(tmp_path, 'services: {web: {volumes: ["${A}:/data"]}}\n',
+               'services: {web: {volumes: ["./rel:/data"]}}\n')
     rel = {"type": "bind", "source": "./rel", "target": "/data"}
     web = restore_as_written({"services": {"web": {"volumes": [rel]}}}, raw,
                              services=["web"])["services"]["web"]
