@@ -216,24 +216,41 @@ def _base_fields(definition: Mapping[str, Any], raw: Mapping[str, Sequence[Any]]
     return None if inherited is None else inherited | set(bases[0])
 
 
-def _written_field(field: str, name: str, raw: Mapping[str, Sequence[Any]]) -> Any:
-    """The one written value of a service's field, or ``_NONE`` when it is merged from several
-    places (files, ``!reset``/``!override``, a base service): then the model's merge stands."""
+def _own_definitions(name: str, raw: Mapping[str, Sequence[Any]]) -> list[Any] | None:
+    """A service's written definitions that count (after a service-level ``!override``), or
+    None when a base service (``extends``) adds to them: then the model's merge stands."""
     definitions = list(raw.get(name, ()))
     for i, definition in enumerate(definitions):
         if isinstance(definition, _Tagged):  # `web: !override`: the earlier files are gone
             definitions = [definition.value, *definitions[i + 1:]]
     if not all(isinstance(d, Mapping) for d in definitions):
-        return _NONE
-    holders = [d for d in definitions if field in d]
-    if len(holders) != 1:
+        return None
+    return definitions
+
+
+def _written_field(field: str, name: str, raw: Mapping[str, Sequence[Any]]) -> Any:
+    """The written value of a service's field: as written when one file holds it, the files'
+    lists one after the other when several do (Compose merges them again the same way, later
+    entries replacing earlier ones of the same key); ``_NONE`` when it is merged otherwise
+    (mappings of several files, a base service): then the model's merge stands."""
+    definitions = _own_definitions(name, raw)
+    if definitions is None:
         return _NONE
     for definition in definitions:
         inherited = _base_fields(definition, raw)
         if inherited is None or field in inherited:
             return _NONE
-    value = holders[0][field]
-    return _NONE if isinstance(value, _Tagged) else value
+    holders = [d[field] for d in definitions if field in d]
+    if len(holders) == 1:
+        return _NONE if isinstance(holders[0], _Tagged) else holders[0]
+    merged: list[Any] = []
+    for value in holders:
+        if isinstance(value, _Tagged):  # !reset / !override: what came before is gone
+            merged, value = [], value.value if value.value is not None else []
+        if not isinstance(value, list):
+            return _NONE
+        merged.extend(value)
+    return merged if holders else _NONE
 
 
 _NONE = object()

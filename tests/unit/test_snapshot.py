@@ -87,13 +87,28 @@ def test_volumes_merged_from_files_are_put_back_by_target(tmp_path: Path) -> Non
     assert web["volumes"] == [a, "/srv:/b:${MODE:-ro}"]
 
 
-def test_a_later_plain_entry_for_the_same_target_wins(tmp_path: Path) -> None:
-    raw = _raw(tmp_path, 'services: {web: {volumes: ["${A}:/data"]}}\n',
-               'services: {web: {volumes: ["./rel:/data"]}}\n')
+def test_lists_of_several_files_are_written_one_after_the_other(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, 'services: {web: {volumes: ["${A}:/data"], devices: ["${D}:/x"]}}\n',
+               'services: {web: {volumes: ["./rel:/data"], devices: []}}\n',
+               'services: {web: {ports: ["${P}:80"]}}\n',
+               'services: {web: {ports: !reset []}}\n')
     rel = {"type": "bind", "source": "./rel", "target": "/data"}
-    web = restore_as_written({"services": {"web": {"volumes": [rel]}}}, raw,
+    snapshot = {"services": {"web": {"volumes": [rel], "devices": [{"source": "${D"}]}}}
+    web = restore_as_written(snapshot, raw, services=["web"])["services"]["web"]
+    # Compose merges them again by target when applied, the later entry winning, as it did
+    assert web["volumes"] == ["${A}:/data", "./rel:/data"]
+    assert web["devices"] == ["${D}:/x"]
+    assert "ports" not in web
+
+
+def test_a_later_plain_entry_for_the_same_target_wins(tmp_path: Path) -> None:
+    raw = _raw(tmp_path, 'services: {base: {volumes: ["./b:/b"]}}\n',
+               'services: {web: {extends: base, volumes: ["${A}:/data", "./rel:/data"]}}\n')
+    rel = {"type": "bind", "source": "./rel", "target": "/data"}
+    b = {"type": "bind", "source": "./b", "target": "/b"}
+    web = restore_as_written({"services": {"web": {"volumes": [b, rel]}}}, raw,
                              services=["web"])["services"]["web"]
-    assert web["volumes"] == [rel]
+    assert web["volumes"] == [b, rel]
 
 
 @pytest.mark.parametrize(("spec", "target"), [
