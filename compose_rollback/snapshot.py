@@ -98,6 +98,10 @@ def derive(*, engine: ConfigEngine, project: Project, model: Mapping[str, Any],
             raw.setdefault(name, definitions)
     # Only the services Compose runs (the model leaves out those of inactive profiles).
     candidate = restore_as_written(snapshot, raw, services=sorted(model.get("services") or {}))
+    for name, definition in candidate["services"].items():  # e.g. `environment: null`, which
+        for field in [f for f, v in definition.items() if v is None]:  # Compose would reject
+            if field not in model["services"][name]:
+                del definition[field]
     if not included and not _has_reference(_written_part(candidate)):
         return candidate  # nothing to fill in, nothing from another scope: nothing can differ
     try:
