@@ -33,7 +33,12 @@ from ruamel.yaml.constructor import SafeConstructor
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from compose_rollback.errors import BadInput, RollbackError, Unreachable
+from compose_rollback.errors import (
+    NotReadableUninterpolated,
+    RollbackError,
+    Unfaithful,
+    Unreachable,
+)
 from compose_rollback.overlay import Header, pinned_service, render, top_level
 from compose_rollback.project import Project
 
@@ -44,35 +49,6 @@ _CHECK_IMAGE = "compose-rollback.invalid/check:fidelity"
 
 class ConfigEngine(Protocol):
     def config(self, project: Project, *, interpolate: bool) -> dict[str, Any]: ...
-
-
-class Unfaithful(BadInput):
-    """A revision applied alone would not reproduce what Compose runs for the project."""
-
-    def __init__(self, fields: Sequence[str], *, included: bool, rejected: str = "") -> None:
-        shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
-        if rejected:
-            shown = f"{shown} (compose rejects the revision: {rejected})"
-        hint = ("an included file's own env_file or .env variables, and values Compose parses "
-                "before it fills in variables there, cannot be recorded without their values: "
-                "set those variables in the project's .env or environment, or write the entry "
-                "in long syntax" if included else
-                "write the entries in long syntax (or without variables) and try again")
-        super().__init__(
-            f"a revision of this project would not reproduce what compose runs: {shown} "
-            "would differ when the revision is applied alone; nothing was recorded", hint=hint)
-        self.fields = list(fields)
-
-
-class NotReadableUninterpolated(BadInput):
-    """Compose reads the project, but not with its variables left as references."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(
-            f"compose cannot read this project without filling in its variables ({detail}), "
-            "so no revision can keep them as references; nothing was recorded",
-            hint="write that value without a variable (or in long syntax) and try again")
-        self.detail = detail
 
 
 def non_interpolated(engine: ConfigEngine, project: Project) -> dict[str, Any]:
@@ -96,12 +72,7 @@ def derive(*, engine: ConfigEngine, project: Project, model: Mapping[str, Any],
     if included:  # their services' own short syntax too (Compose's check decides)
         for name, definitions in raw_services(project.files, included=True).items():
             raw.setdefault(name, definitions)
-    # Only the services Compose runs (the model leaves out those of inactive profiles).
-    candidate = restore_as_written(snapshot, raw, services=sorted(model.get("services") or {}))
-    for name, definition in candidate["services"].items():  # e.g. `environment: null`, which
-        for field in [f for f, v in definition.items() if v is None]:  # Compose would reject
-            if field not in model["services"][name]:
-                del definition[field]
+    candidate = _candidate(model, snapshot, raw)
     if not included and not _has_reference(_written_part(candidate)):
         return candidate  # nothing to fill in, nothing from another scope: nothing can differ
     try:
@@ -110,10 +81,23 @@ def derive(*, engine: ConfigEngine, project: Project, model: Mapping[str, Any],
         raise
     except RollbackError as error:  # e.g. a volume parsed as named, which is not declared
         detail = " ".join(error.message.split()).removeprefix("compose rejected the project: ")
-        raise Unfaithful(["the revision"], included=included, rejected=detail) from error
+        raise Unfaithful([], included=included, rejected=detail) from error
     different = differences(model, actual)
     if different:
         raise Unfaithful(different, included=included)
+    return candidate
+
+
+def _candidate(model: Mapping[str, Any], snapshot: Mapping[str, Any],
+               raw: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """The services Compose runs (not those of inactive profiles), as written where Compose
+    parsed around a reference, without the fields the model leaves out that the snapshot
+    holds as null (``environment: null``, which Compose itself would reject)."""
+    candidate = restore_as_written(snapshot, raw, services=sorted(model.get("services") or {}))
+    for name, definition in candidate["services"].items():
+        for field in [f for f, v in definition.items() if v is None]:
+            if field not in model["services"][name]:
+                del definition[field]
     return candidate
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from compose_rollback.errors import Unfaithful
 from compose_rollback.overlay import Header, render, top_level
 from compose_rollback.project import Project
 from compose_rollback.snapshot import (
-    Unfaithful,
     _volume_target,
     derive,
     differences,
