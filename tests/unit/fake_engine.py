@@ -72,6 +72,8 @@ class FakeEngine:
         services = parse(overlay.read_text())["services"]
         self.running = {}
         for name, definition in services.items():
+            if "image" not in definition:
+                continue  # a provider service: no container of ours
             image = definition["image"]
             info = self.inspect_images([image]).get(image)
             self.running[name] = info.id if info else image
