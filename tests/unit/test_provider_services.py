@@ -7,7 +7,6 @@ from pathlib import Path
 from compose_rollback import deploy
 from compose_rollback.context import Context
 from compose_rollback.dockerdata import ImageInfo
-from compose_rollback.errors import ExitCode
 from compose_rollback.overlay import parse
 from compose_rollback.project import Project
 from compose_rollback.revisions import RevisionStore
@@ -33,7 +32,7 @@ def test_provider_service_is_kept_unpinned_and_said_so(tmp_path: Path) -> None:
     result = deploy.up(ctx, services=[], build=False, pull=None, message="m",
                        overrides=deploy.Overrides(timeout=5.0, min_healthy=0.0), rollback=True,
                        dry_run=False)
-    assert result.exit_code == ExitCode.OK, result.message
+    assert result.outcome == "deployed", result.message
     revision = ctx.store.get(1)
     assert set(revision.pins) == {"web"} and revision.services == ("web",)
     services = parse(ctx.store.current_path.read_text())["services"]
