@@ -26,8 +26,9 @@ from compose_rollback.gates.container import GateFailure
 from compose_rollback.hooks import hook_env, notify, payload, run_hook
 from compose_rollback.interpolate import as_written, environment, settings_model
 from compose_rollback.lock import now_iso
-from compose_rollback.overlay import TOP_LEVEL_KEYS, Header, pinned_service, render
-from compose_rollback.pinning import Pin, keep_alive, pin_images
+from compose_rollback.overlay import Header, pinned_service, render
+from compose_rollback.overlay import top_level as kept_top_level
+from compose_rollback.pinning import Pin, keep_alive, pin_images, providers
 from compose_rollback.project import check_files
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
@@ -37,6 +38,7 @@ from compose_rollback.rollout.labels import labelled, without_label
 from compose_rollback.rollout.orchestrator import orchestrator_for
 from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
+from compose_rollback.snapshot import derive, non_interpolated
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,8 @@ def up(
         ctx.journal.begin("up", revision=number)
         revision = _record(ctx, who, number=number, kind="up", text=text, pins=pins,
                            message=message, restores=None,
-                           gated=deployed_services(model, services), inspected=inspected)
+                           gated=[s for s in deployed_services(model, services) if s in pins],
+                           inspected=inspected)
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
                             overrides=overrides, rollback=rollback, plan=changes,
                             before=before)
@@ -157,7 +160,8 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
         ctx.journal.begin("revert", revision=number, restores=target.number)
         revision = _record(ctx, who, number=number, kind="revert", text=text,
                            pins=target.pins, message=message, restores=target.number,
-                           gated=sorted(data["services"]), inspected=inspected)
+                           gated=sorted(s for s in data["services"] if s in target.pins),
+                           inspected=inspected)
         plan = _changes(current.pins if current else {}, target.pins,
                         ctx.store.overlay_data(current)["services"] if current else {},
                         data["services"])
@@ -183,6 +187,8 @@ def _compose_revision(
     if left_out:  # as `compose up web` would not start them
         ctx.progress(f"not deployed (new, neither named nor a dependency): "
                      f"{', '.join(left_out)}; `up {' '.join(left_out)}` deploys them")
+    unpinned = providers(model, fresh, ctx.progress)
+    fresh = [s for s in fresh if s not in unpinned]
     pins, images, actions = pin_images(ctx.engine, ctx.project, model=model, services=fresh,
                                        build=build, pull=pull, dry_run=dry_run)
     definitions: dict[str, Any] = {
@@ -190,6 +196,8 @@ def _compose_revision(
                                    local=pins[s].local), previous=previous.get(s), number=number)
         for s in fresh
     }
+    definitions.update({s: pinned_service(snapshot["services"][s], image=None, local=False)
+                        for s in unpinned})
     for s in keep:
         definitions[s], pins[s] = previous[s], old_pins[s]
     changes = _changes(old_pins, pins, previous, definitions)
@@ -235,9 +243,8 @@ def render_revision(ctx: Context, *, number: int, message: str, restores: int | 
     path = ctx.project.relative(ctx.store.overlay_path(number))
     files = " ".join(f"-f {ctx.project.relative(f)}" for f in ctx.project.files)
     hint = f"docker compose {files} -f {path} up -d"
-    top = {k: top_level[k] for k in TOP_LEVEL_KEYS if top_level.get(k)}
     return render(project=ctx.project.name, header=header, services=definitions,
-                  top_level=top, apply_hint=hint)
+                  top_level=kept_top_level(top_level), apply_hint=hint)
 
 
 def _record(ctx: Context, who: Author, *, number: int, kind: str, text: str,
@@ -274,11 +281,14 @@ def _mask_secrets(ctx: Context, *models: Mapping[str, Any]) -> None:
 
 def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     """The interpolated model (images; in memory only) and the snapshot (what revisions keep),
-    read by two ``compose config`` calls side by side."""
+    read by two ``compose config`` calls side by side; the snapshot is then made and checked
+    to reproduce the model when applied alone (``snapshot.derive``)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         model = pool.submit(ctx.engine.config, ctx.project, interpolate=True)
-        snapshot = pool.submit(ctx.engine.config, ctx.project, interpolate=False)
-        return model.result(), snapshot.result()
+        snapshot = pool.submit(non_interpolated, ctx.engine, ctx.project)
+        resolved = model.result()  # first: a project compose rejects is reported as such
+        return resolved, derive(engine=ctx.engine, project=ctx.project, model=resolved,
+                                snapshot=snapshot.result())
 
 
 def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:

@@ -312,3 +312,32 @@ class UnsafeStoreEntry(BadInput):
         super().__init__(f"{path}: {problem}", hint=f"{fix}; nothing was changed")
         self.path = path
         self.problem = problem
+
+
+class Unfaithful(BadInput):
+    """A revision applied alone would not reproduce what Compose runs for the project."""
+
+    def __init__(self, fields: Sequence[str], *, included: bool, rejected: str = "") -> None:
+        shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
+        what = (f"compose rejects it when applied alone ({rejected})" if rejected else
+                f"{shown} would differ when it is applied alone")
+        hint = ("an included file's own env_file or .env variables, and values Compose parses "
+                "before it fills in variables there, cannot be recorded without their values: "
+                "set those variables in the project's .env or environment, or write the entry "
+                "in long syntax" if included else
+                "write the entries in long syntax (or without variables) and try again")
+        super().__init__(
+            f"a revision of this project would not reproduce what compose runs: {what}; "
+            "nothing was recorded", hint=hint)
+        self.fields = list(fields)
+
+
+class NotReadableUninterpolated(BadInput):
+    """Compose reads the project, but not with its variables left as references."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"compose cannot read this project without filling in its variables ({detail}), "
+            "so no revision can keep them as references; nothing was recorded",
+            hint="write that value without a variable (or in long syntax) and try again")
+        self.detail = detail

@@ -23,7 +23,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 from ruamel.yaml.tag import Tag
 
-TOP_LEVEL_KEYS = ("networks", "volumes", "secrets", "configs", "x-rollback")
+TOP_LEVEL_KEYS = ("networks", "volumes", "secrets", "configs", "models")
 # Keys that would make compose build or pick another image in place of the pin.
 _DROPPED_SERVICE_KEYS = ("build", "profiles", "pull_policy", "image")
 
@@ -77,9 +77,25 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def pinned_service(definition: Mapping[str, Any], *, image: str, local: bool) -> dict[str, Any]:
-    """A snapshot service definition with its image pinned and nothing that could replace it."""
+def top_level(model: Mapping[str, Any]) -> dict[str, Any]:
+    """The top-level keys a revision keeps: resources services refer to, and extensions
+    (``x-*``: ``x-rollback`` and the user's own, which tools may read)."""
+    return {k: v for k, v in model.items()
+            if (k in TOP_LEVEL_KEYS or str(k).startswith("x-")) and v}
+
+
+def is_provider(definition: Mapping[str, Any]) -> bool:
+    """A service run by a provider plugin (``provider:``): it has no image to pin."""
+    return isinstance(definition.get("provider"), Mapping) and not definition.get("image")
+
+
+def pinned_service(definition: Mapping[str, Any], *, image: str | None,
+                   local: bool) -> dict[str, Any]:
+    """A snapshot service definition with its image pinned and nothing that could replace it.
+    ``image=None``: a provider service, kept as it is (it has no image)."""
     service = {k: v for k, v in definition.items() if k not in _DROPPED_SERVICE_KEYS}
+    if image is None:
+        return service
     service["image"] = image
     # A local image id must never be pulled; a registry digest may be pulled if missing.
     service["pull_policy"] = "never" if local else "missing"
@@ -99,8 +115,9 @@ def render(
         service.yaml_set_ctag(Tag(suffix="!override"))
         body[name] = service
     doc["services"] = body
-    for key in TOP_LEVEL_KEYS:
-        if top_level.get(key):
+    order = {key: i for i, key in enumerate(TOP_LEVEL_KEYS)}  # then x-* keys, sorted
+    for key in sorted(top_level, key=lambda k: (order.get(k, len(order)), str(k))):
+        if top_level[key]:
             doc[key] = _sorted(top_level[key])
     yaml = YAML()
     yaml.width = 4096
@@ -150,7 +167,8 @@ def parse(text: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise OverlayError("it has no services mapping")
     for name, service in data["services"].items():
-        if not isinstance(service, dict) or not isinstance(service.get("image"), str):
+        if not isinstance(service, dict) or not (
+                isinstance(service.get("image"), str) or is_provider(service)):
             raise OverlayError(f"service {name!r} has no pinned image")
     return data
 

@@ -11,12 +11,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from compose_rollback.dockerdata import ImageInfo, repository
 from compose_rollback.errors import DockerFailed, UnpinnableImages
+from compose_rollback.overlay import is_provider
 from compose_rollback.project import Project
 
 RETENTION_PREFIX = "rollback-"
@@ -62,6 +63,18 @@ def image_ref(project: str, service: str, definition: Mapping[str, Any]) -> str:
     """The image a service runs; compose names a build-only image ``<project>-<service>``."""
     image = definition.get("image")
     return str(image) if image else f"{project}-{service}"
+
+
+def providers(model: Mapping[str, Any], services: Sequence[str],
+              progress: Callable[[str], None]) -> list[str]:
+    """The services run by a provider plugin (``provider:``, no image): there is nothing to
+    pin, so they are kept in the revision as they are, unpinned, and said so."""
+    found = [s for s in services if is_provider(model["services"][s])]
+    for service in found:
+        kind = model["services"][service]["provider"].get("type", "?")
+        progress(f"service {service} is run by provider {kind!r} and has no image: kept as "
+                 "it is, unpinned (a revert restores its definition, not a version)")
+    return found
 
 
 def retention_tag(ref: str, *, project: str, image_id: str) -> str:

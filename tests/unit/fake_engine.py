@@ -118,6 +118,8 @@ class FakeEngine:
                 del self.boxes[box.id]
         for name in services or sorted(definitions):
             definition = definitions[name]
+            if "image" not in definition:
+                continue  # a provider service: no container of ours
             image = definition["image"]
             info = self.inspect_images([image]).get(image)
             image_id = info.id if info else image
