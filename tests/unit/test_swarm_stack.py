@@ -113,3 +113,14 @@ def test_a_task_that_ended_before_the_rollout_is_not_held_against_it() -> None:
         _task(1, "failed", desired="shutdown", created="2026-12-01T08:59:00Z", code=3),
         _task(1, "running"), _task(2, "running")])
     assert verdicts == [("good", ""), ("good", "")]
+
+
+def test_every_local_only_image_is_named_with_its_push_command() -> None:
+    from compose_rollback.errors import LocalOnlyImages
+
+    error = LocalOnlyImages({"web": "shop-web", "api": "127.0.0.1:5000/api:v2"},
+                            {"web": push_command("shop-web"),
+                             "api": push_command("127.0.0.1:5000/api:v2")})
+    line = error.one_line()
+    assert "web: shop-web" in line and "api: 127.0.0.1:5000/api:v2" in line
+    assert "docker push 127.0.0.1:5000/api:v2" in line and "docker push REGISTRY/shop-web" in line
