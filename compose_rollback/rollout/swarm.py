@@ -19,12 +19,13 @@ from compose_rollback.dockerdata import ContainerState, Event
 from compose_rollback.engine import Engine, EventStream
 from compose_rollback.errors import LocalOnlyImages, NotASwarm, StackRejected
 from compose_rollback.gates.container import wait_healthy
+from compose_rollback.overlay import parse
 from compose_rollback.pinning import Pin
 from compose_rollback.rollout.base import COMPLETED, FAILED, Outcome
 from compose_rollback.rollout.config import RolloutConfig
 from compose_rollback.rollout.labels import REVISION_LABEL
 from compose_rollback.settings import Settings
-from compose_rollback.swarm.stackfile import stack_file
+from compose_rollback.swarm.stackfile import refuse_compose_only, stack_file
 from compose_rollback.swarm.tasks import Service, Task, gate_view, parse_services, parse_tasks
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ class SwarmOrchestrator:
         state = self.ctx.engine.swarm_state()
         if state != "active":
             raise NotASwarm(state)
+        refuse_compose_only(parse(text)["services"])
         local = {s: p.ref for s, p in pins.items() if p.local}
         if local:
             raise LocalOnlyImages(local, {s: push_command(ref) for s, ref in local.items()})

@@ -30,6 +30,18 @@ _COMPOSE_ONLY = ("pull_policy", "profiles", "scale", "build", "develop", "attach
 _OPEN_ADDRESSES = ("", "0.0.0.0", "::")
 
 
+def refuse_compose_only(services: Mapping[str, Any]) -> None:
+    """Settings of our own Compose rollouts that would silently do nothing on Swarm."""
+    for name in sorted(services):
+        own = (services[name] or {}).get("x-rollback") or {}
+        for key in ("canary", "pre_stop"):
+            if isinstance(own, Mapping) and own.get(key) is not None:
+                raise StackRejected(f"services.{name}.x-rollback.{key}",
+                                    f"{key} is for rollouts on Compose; on Swarm, "
+                                    "deploy.update_config (parallelism, delay, monitor, order) "
+                                    "does the rolling")
+
+
 def stack_file(model: Mapping[str, Any]) -> str:
     """The stack file (JSON, which YAML loaders read too) of a revision's compose model."""
     out: dict[str, Any] = {}

@@ -124,3 +124,12 @@ def test_every_local_only_image_is_named_with_its_push_command() -> None:
     line = error.one_line()
     assert "web: shop-web" in line and "api: 127.0.0.1:5000/api:v2" in line
     assert "docker push 127.0.0.1:5000/api:v2" in line and "docker push REGISTRY/shop-web" in line
+
+
+def test_a_canary_is_refused_on_swarm_with_its_path() -> None:
+    from compose_rollback.swarm.stackfile import refuse_compose_only
+
+    refuse_compose_only({"web": {"image": IMAGE, "x-rollback": {"min_healthy": "5s"}}})
+    with pytest.raises(StackRejected) as caught:
+        refuse_compose_only({"web": {"image": IMAGE, "x-rollback": {"canary": {"replicas": 1}}}})
+    assert caught.value.path == "services.web.x-rollback.canary"
