@@ -50,6 +50,8 @@ class Event:
     name: str = ""
     exit_code: int | None = None
     oneoff: bool = False
+    #: The container's attributes as the event carries them (its labels among them).
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 MIN_COMPOSE = "2.24.0"

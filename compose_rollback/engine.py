@@ -466,7 +466,8 @@ class EventStream:
                            time_nano=int(raw.get("timeNano") or 0),
                            name=str(attrs.get("name", "")),
                            exit_code=int(code) if code.isdigit() else None,
-                           oneoff=attrs.get("com.docker.compose.oneoff") == "True"))
+                           oneoff=attrs.get("com.docker.compose.oneoff") == "True",
+                           attributes={str(k): str(v) for k, v in attrs.items()}))
 
     def close(self) -> None:
         self._proc.terminate()

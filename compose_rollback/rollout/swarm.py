@@ -65,8 +65,11 @@ class SwarmOrchestrator:
         self.ctx.progress(f"docker stack deploy {self.stack} (Swarm's update_config rolls)")
         self.ctx.engine.stack_deploy(self.stack, text=stack)
         oneshot = [s for s in revision.services if settings.for_service(s).oneshot]
+        specs, _ = self.read()  # the new spec of each service, as Swarm took it
         tasks = SwarmTasks(self.ctx.engine, self.stack, since=since,
-                           services=revision.services, oneshot=oneshot)
+                           services=revision.services, oneshot=oneshot,
+                           revisions={s: v.labels.get(REVISION_LABEL, "")
+                                      for s, v in specs.items() if s not in oneshot})
         failure = wait_healthy(tasks, project_name=self.stack, services=list(revision.services),
                                settings=settings, restarts_before={},
                                progress=self.ctx.progress)
@@ -119,28 +122,43 @@ class SwarmTasks:
     """The container gate's engine, answered from the Swarm API (see ``swarm.tasks``)."""
 
     def __init__(self, engine: Engine, stack: str, *, since: float,
-                 services: Sequence[str], oneshot: Sequence[str]) -> None:
+                 services: Sequence[str], oneshot: Sequence[str],
+                 revisions: Mapping[str, str]) -> None:
         self.engine, self.stack, self.since = engine, stack, since
         self.services, self.oneshot = services, oneshot
+        self.revisions = revisions  # service -> revision label of its new spec
+        self.unhealthy: set[str] = set()  # containers of the new spec that turned unhealthy
 
     def containers(self, project_name: str, *, known: Sequence[str] = ()
                    ) -> list[ContainerState]:
         del project_name, known
         services, tasks = read_stack(self.engine, self.stack)
-        return gate_view(services, tasks, wanted=self.services, since=self.since,
-                         oneshot=self.oneshot)
+        states = gate_view(services, tasks, wanted=self.services, since=self.since,
+                           oneshot=self.oneshot)
+        return [replace(s, failure="turned unhealthy (its HEALTHCHECK failed)")
+                if s.id in self.unhealthy and not s.failure else s for s in states]
 
     def logs(self, container_id: str, *, tail: int = 20) -> str:
         return "" if container_id.startswith("swarm:") else \
             self.engine.logs(container_id, tail=tail)
 
     def events(self, project_name: str, *, on_event: Callable[[Event], None]) -> EventStream:
-        # Events only wake the gate, which then asks Swarm: renamed so that the gate neither
-        # decides on a container's own event nor skips asking after a healthy one.
+        """A container of a new spec (its revision label says so) that dies fails the gate
+        at once, as on Compose, and one that turns unhealthy fails it on the next look,
+        before Swarm has even stopped it. Any other event only wakes the gate, which then
+        asks Swarm: renamed, so that the gate neither decides on it nor skips asking."""
         del project_name
-        return self.engine.stack_events(
-            self.stack, on_event=lambda e: on_event(replace(e, action=f"swarm:{e.action}",
-                                                            service="")))
+        return self.engine.stack_events(self.stack, on_event=lambda e: on_event(self._seen(e)))
+
+    def _seen(self, event: Event) -> Event:
+        labels = event.attributes
+        service = labels.get("com.docker.swarm.service.name", "").removeprefix(f"{self.stack}_")
+        new = service in self.revisions and labels.get(REVISION_LABEL) == self.revisions[service]
+        if new and event.action in ("die", "oom"):
+            return replace(event, service=service)
+        if new and event.action == "health_status: unhealthy":
+            self.unhealthy.add(event.container_id)
+        return replace(event, action=f"swarm:{event.action}", service="")
 
     def exec_in(self, container_id: str, command: Sequence[str], *,
                 timeout: float) -> tuple[int, str]:

@@ -60,7 +60,8 @@ def test_good_deploy_then_broken_releases_put_the_good_digest_back(
     status = json.loads(project.run("status", "--json", check=True).stdout)
     assert status["drift"] is False and status["services"][0]["desired"] == 2
 
-    for variant, sign in (("unhealthy", "task ended"), ("crash", "task ended")):
+    # Decided from the new containers' own events, before Swarm has judged the tasks.
+    for variant, sign in (("unhealthy", "turned unhealthy"), ("crash", "exited with code 3")):
         _release(images, variant, repo)
         result = project.run("up", *FAST, check=1)
         assert sign in result.stderr, result.stderr
