@@ -237,3 +237,23 @@ def test_an_unreachable_engine_is_exit_5_naming_the_endpoint(
     finally:
         subprocess.run(["docker", "context", "rm", "--force", dead], env=docker_cli.env,
                        check=False, capture_output=True)
+
+
+# -- hooks run docker against the same engine ---------------------------------------------------
+
+
+def test_a_hook_that_runs_docker_reaches_the_engine_named_before_compose(
+        project: ComposeProject, images: AppImages, remote: SecondEngine,
+        docker_cli: DockerCli) -> None:
+    """``-H`` before ``compose`` is not in the environment the hook inherits from the shell:
+    the tool passes it on (as ``DOCKER_HOST``), so the hook's ``docker ps`` sees the release."""
+    remote.load(images.local("healthy"))
+    listing = f"docker ps --quiet --no-trunc --filter label={LABEL}={project.name}"
+    top = ("x-rollback:\n  timeout: 60s\n  min_healthy: 1s\n  hooks:\n"
+           f"    post_up: '{listing} > hook.out'\n")
+    project.write_file("compose.yaml", compose_text(images.local("healthy"), top=top))
+    done = docker_cli.run(["-H", remote.host, "compose", "-p", project.name, "rollback", "up",
+                           "--json"], cwd=project.dir)
+    assert as_json(done, 0)["outcome"] == "deployed"
+    running = remote_container(remote, project)["Id"]
+    assert (project.dir / "hook.out").read_text().split() == [running]
