@@ -55,11 +55,13 @@ def footprint(project: ComposeProject, *repos: str, engine: SecondEngine | None 
     }
 
 
-def events_naming(project: ComposeProject, *, since: float) -> list[str]:
-    """Every event of the default engine since ``since`` that names the project."""
+def events_naming(project: ComposeProject, *, since: float, pulled: str = "") -> list[str]:
+    """Every event of the default engine since ``since`` that names the project, and every
+    pull of an image of the repository ``pulled``."""
     found = docker("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
                    "--format", "{{json .}}").stdout.splitlines()
-    return [line for line in found if project.name in line]
+    return [line for line in found if project.name in line
+            or (pulled and json.loads(line).get("Action") == "pull" and pulled in line)]
 
 
 def remote_container(engine: SecondEngine, project: ComposeProject, service: str = "app"
@@ -180,7 +182,7 @@ def test_context_flag_up_broken_release_and_revert_on_the_second_engine(
             assert status["services"][0]["containers"], status
 
     assert footprint(project, images.repository) == before
-    assert events_naming(project, since=since) == []
+    assert events_naming(project, since=since, pulled=f"{registry.host}/{repo}") == []
 
 
 # -- a missing or unreachable engine: exit 5, the endpoint named, nothing changed --------------
