@@ -241,19 +241,29 @@ def test_an_unreachable_engine_is_exit_5_naming_the_endpoint(
                        check=False, capture_output=True)
 
 
-# -- hooks run docker against the same engine ---------------------------------------------------
+# -- hooks, exec gates and in-service probes use the same engine --------------------------------
 
 
-def test_a_hook_that_runs_docker_reaches_the_engine_named_before_compose(
+def test_hooks_exec_gates_and_service_probes_reach_the_engine_named_before_compose(
         project: ComposeProject, images: AppImages, remote: SecondEngine,
         docker_cli: DockerCli) -> None:
     """``-H`` before ``compose`` is not in the environment the hook inherits from the shell:
-    the tool passes it on (as ``DOCKER_HOST``), so the hook's ``docker ps`` sees the release."""
+    the tool passes it on (as ``DOCKER_HOST``), so the hook's ``docker ps`` sees the release.
+    The exec gate and the ``from: service`` probe run ``docker exec`` in containers that only
+    the second engine has: they pass only if they are sent there."""
     remote.load(images.local("healthy"))
     listing = f"docker ps --quiet --no-trunc --filter label={LABEL}={project.name}"
     top = ("x-rollback:\n  timeout: 60s\n  min_healthy: 1s\n  hooks:\n"
            f"    post_up: '{listing} > hook.out'\n")
-    project.write_file("compose.yaml", compose_text(images.local("healthy"), top=top))
+    gates = """
+        x-rollback:
+          gates:
+            - exec: ["sh", "-c", "test -x /app/entrypoint.sh"]
+            - http: http://127.0.0.1:8080/health
+              from: service
+        """
+    project.write_file("compose.yaml", compose_text(images.local("healthy"), top=top,
+                                                    extra=gates))
     done = docker_cli.run(["-H", remote.host, "compose", "-p", project.name, "rollback", "up",
                            "--json"], cwd=project.dir)
     assert as_json(done, 0)["outcome"] == "deployed"
