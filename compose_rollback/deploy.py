@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from compose_rollback.context import Author, Context, author
@@ -22,7 +22,7 @@ from compose_rollback.errors import (
     RollbackError,
     UnknownService,
 )
-from compose_rollback.gates.container import GateFailure, wait_healthy
+from compose_rollback.gates.container import GateFailure
 from compose_rollback.hooks import hook_env, notify, payload, run_hook
 from compose_rollback.interpolate import as_written, environment, settings_model
 from compose_rollback.lock import now_iso
@@ -32,6 +32,10 @@ from compose_rollback.pinning import Pin, keep_alive, pin_images, providers
 from compose_rollback.project import check_files
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
+from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
+from compose_rollback.rollout.labels import labelled, without_label
+from compose_rollback.rollout.orchestrator import Outcome as RolloutOutcome
+from compose_rollback.rollout.orchestrator import orchestrator_for
 from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
 from compose_rollback.snapshot import derive, non_interpolated
@@ -113,7 +117,7 @@ def up(
             _mask_secrets(ctx, ctx.store.overlay_data(current))
         definitions, pins, changes, inspected, _ = _compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
-            current=current,
+            current=current, number=number,
         )
         ctx.journal.begin("up", revision=number)
         who = author(project)  # one reading for the file's header and the history
@@ -167,7 +171,7 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
 def _compose_revision(
     ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
     services: Sequence[str], build: bool, pull: str | None, current: Revision | None,
-    dry_run: bool = False,
+    dry_run: bool = False, number: int = 0,
 ) -> tuple[dict[str, Any], dict[str, Pin], list[Change], list[ImageInfo], dict[str, str]]:
     """Definitions and pins: the services deployed (named ones and their dependencies) anew,
     the others kept from the current revision; the images inspected for them; and, for a dry
@@ -186,7 +190,8 @@ def _compose_revision(
     pins, images, actions = pin_images(ctx.engine, ctx.project, model=model, services=fresh,
                                        build=build, pull=pull, dry_run=dry_run)
     definitions: dict[str, Any] = {
-        s: pinned_service(snapshot["services"][s], image=pins[s].image, local=pins[s].local)
+        s: labelled(pinned_service(snapshot["services"][s], image=pins[s].image,
+                                   local=pins[s].local), previous=previous.get(s), number=number)
         for s in fresh
     }
     definitions.update({s: pinned_service(snapshot["services"][s], image=None, local=False)
@@ -208,7 +213,7 @@ def _changes(before: Mapping[str, Pin], after: Mapping[str, Pin],
 
 
 def _config(definition: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (definition or {}).items() if k != "image"}
+    return {k: v for k, v in without_label(definition).items() if k != "image"}
 
 
 def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
@@ -219,7 +224,7 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
     number = ctx.store.next_number(revisions)
     definitions, _, changes, _, actions = _compose_revision(
         ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
-        current=current, dry_run=True)
+        current=current, dry_run=True, number=number)
     text = render_revision(ctx, number=number, message=message, restores=None,
                            definitions=definitions, top_level=snapshot)
     return DeployResult("dry_run", f"dry run: revision {number} not recorded",
@@ -284,8 +289,14 @@ def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:
-    """Settings of a non-interpolated model, interpolated in memory from the environment."""
-    return load_settings(settings_model(model, environment(ctx.project)))
+    """Settings of a non-interpolated model, interpolated in memory from the environment,
+    with the rollout's own (``deploy.update_config`` & co) checked before anything runs."""
+    env = environment(ctx.project)
+    rollout = load_rollout(model, env)
+    settings = load_settings(settings_model(model, env))
+    check_overlap(rollout, sorted(rollout.services),
+                  canaries=[n for n, s in settings.services.items() if s.canary])
+    return with_monitor(replace(settings, rollout=rollout), model)
 
 
 def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides) -> Settings:
@@ -299,24 +310,15 @@ def _restart_counts(ctx: Context) -> dict[str, int]:
     return {c.id: c.restart_count for c in ctx.engine.containers(ctx.project.name)}
 
 
-def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings,
-                    before: Future[dict[str, int]] | None = None) -> GateFailure | None:
-    engine = ctx.engine
+def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings, *,
+                    leaving: Revision | None, back: bool,
+                    before: Future[dict[str, int]] | None = None) -> RolloutOutcome:
     restarts = before.result() if before is not None else _restart_counts(ctx)
     ctx.journal.write("apply", revision=revision.number)
     ctx.applied = True
     ctx.progress(f"applying revision {revision.number}")
-    try:
-        engine.up(ctx.project, overlay=ctx.store.path_of(revision),
-                  started=lambda pid: ctx.journal.write("compose", revision=revision.number,
-                                                        compose_pid=pid))
-    except RollbackError as error:
-        return GateFailure("", "", f"docker compose up failed: {error.one_line()}")
-    ctx.journal.write("gate", revision=revision.number)
-    return wait_healthy(
-        engine, project_name=ctx.project.name, services=list(revision.services),
-        settings=settings, restarts_before=restarts, progress=ctx.progress,
-    )
+    return orchestrator_for(ctx).roll_out(revision=revision, leaving=leaving,
+                                          settings=settings, back=back, restarts=restarts)
 
 
 def _transaction(
@@ -358,8 +360,13 @@ def _settle(
 ) -> DeployResult:
     n = revision.number
     status = "failed"
+    discard: tuple[str, ...] = ()
+    action, touched = "rollback", True
     try:
-        failure = _apply_and_gate(ctx, revision, settings, before)
+        outcome = _apply_and_gate(ctx, revision, settings, leaving=previous,
+                                  back=revision.kind == "revert", before=before)
+        failure, discard, action = outcome.failure, outcome.discard, outcome.action
+        touched = outcome.touched
     except KeyboardInterrupt:
         failure = GateFailure("", "", "interrupted by the user")
         status = "interrupted"
@@ -376,6 +383,9 @@ def _settle(
                             revision=n, plan=plan)
     reason = failure.summary()
     ctx.progress(f"revision {n} failed: {reason}")
+    if action != "rollback" and rollback:
+        return _stay(ctx, revision=revision, status=status, failure=failure, action=action,
+                     plan=plan)
     if not rollback or previous is None:
         ctx.store.update(n, status=status, reason=reason, finished=now_iso())
         ctx.journal.end(revision=n, outcome="unrestored" if rollback else "failed")
@@ -389,7 +399,21 @@ def _settle(
             "its containers are left as they are for inspection", revision=n,
             failure=failure, plan=plan)
     return _restore(ctx, failed=revision, status=status, failure=failure, previous=previous,
-                    overrides=overrides, plan=plan)
+                    overrides=overrides, plan=plan, discard=discard, touched=touched)
+
+
+def _stay(ctx: Context, *, revision: Revision, status: str, failure: GateFailure, action: str,
+          plan: Sequence[Change]) -> DeployResult:
+    """``failure_action: pause|continue``: no way back; say exactly what runs."""
+    n, reason = revision.number, failure.summary()
+    ctx.store.update(n, status=status, reason=reason, finished=now_iso())
+    ctx.journal.end(revision=n, outcome="failed")
+    runs = orchestrator_for(ctx).what_runs() or "nothing"
+    word = "paused" if action == "pause" else "went on past the failure"
+    return DeployResult("failed",
+                        f"revision {n} failed: {reason}; {word} (failure_action: {action}), "
+                        f"not rolled back; running now: {runs}", revision=n, failure=failure,
+                        plan=plan)
 
 
 def _unexpected(error: Exception) -> GateFailure:
@@ -400,17 +424,24 @@ def _unexpected(error: Exception) -> GateFailure:
 
 
 def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailure,
-             previous: Revision, overrides: Overrides, plan: Sequence[Change]) -> DeployResult:
+             previous: Revision, overrides: Overrides, plan: Sequence[Change],
+             discard: Sequence[str] = (), touched: bool = True) -> DeployResult:
     n, p = failed.number, previous.number
     reason = failure.summary()
     ctx.journal.write("restore", revision=n, restores=p)
     ctx.progress(f"restoring revision {p}")
     try:
+        # A release that failed its gates is owed no graceful shutdown: kill it first, so the
+        # way back never waits for its stop_grace_period.
+        orchestrator_for(ctx).discard(revision=failed, leaving=previous, services=discard)
         # Metric gates judge a window of the past that still holds the failed revision's
         # errors (and need a Prometheus that may be what failed): a restore is judged by
         # its containers and probes only.
         settings = _revision_settings(ctx, previous, overrides).without_gates("prometheus")
-        restore_failure = _apply_and_gate(ctx, previous, settings)
+        if not touched:  # the old release kept running: check it, no soak to sit through
+            settings = settings.with_overrides(min_healthy=0.0)
+        restore_failure = _apply_and_gate(ctx, previous, settings, leaving=failed,
+                                          back=True).failure
     except RollbackError as error:
         restore_failure = GateFailure("", "", error.one_line())
     except Exception as error:  # reported below as a restore that failed

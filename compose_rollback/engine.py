@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,8 +188,13 @@ class Engine:
             raise
 
     def up(self, project: Project, *, overlay: Path,
-           started: Callable[[int], None] | None = None) -> None:
+           started: Callable[[int], None] | None = None, services: Sequence[str] = (),
+           scale: Mapping[str, int] | None = None, recreate: bool = True) -> None:
         """Apply a self-contained revision file: ``compose -f <overlay> up -d --remove-orphans``.
+
+        ``services``: only these (``--no-deps``); ``scale``: ``--scale SVC=N``; ``recreate``
+        False leaves running containers as they are (``--no-recreate``), so new ones are
+        created beside them — the start of a start-first rollout.
 
         Run in its own process group, so a Ctrl-C reaches us and not compose. On the first
         interrupt compose is let finish (an interrupted compose leaves stops in flight in the
@@ -197,8 +202,12 @@ class Engine:
         """
         from python_on_whales.exceptions import DockerException
 
-        args = [*self.compose_cmd(project, [overlay]), "up", "--detach", "--remove-orphans",
-                "--quiet-pull"]
+        args = [*self.compose_cmd(project, [overlay]), "up", "--detach", "--quiet-pull"]
+        args += ["--remove-orphans"] if recreate else ["--no-recreate"]
+        for name, count in sorted((scale or {}).items()):
+            args += ["--scale", f"{name}={count}"]
+        if services:
+            args += ["--no-deps", *services]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
         if started is not None:
@@ -214,6 +223,30 @@ class Engine:
         if proc.returncode != 0:
             error = DockerException(args, proc.returncode, out, err)
             raise self._translate(error) from error
+
+    def config_hashes(self, project: Project, *, overlay: Path) -> dict[str, str]:
+        """Each service's config hash, as Compose labels the containers it creates from the
+        overlay (``compose config --hash '*'``): equal hash, nothing for Compose to change."""
+        out = self._run([*self.compose_cmd(project, [overlay]), "config", "--hash", "*"])
+        pairs = (line.split() for line in out.splitlines())
+        return {p[0]: p[1] for p in pairs if len(p) == 2}
+
+    def remove_containers(self, ids: Sequence[str]) -> None:
+        """``docker rm --force``: SIGKILL and remove at once, no grace period (for containers
+        of a revision that failed; its broken release is not owed a graceful shutdown)."""
+        if ids:
+            done = self._quick(["rm", "--force", "--volumes", *ids], limit=60.0)
+            if done.returncode != 0 and "No such container" not in done.stderr:
+                raise self._translate(_exception(done))
+
+    def stop_containers(self, ids: Sequence[str]) -> None:
+        """``docker stop`` then ``docker rm``: each container gets its own stop signal and
+        grace period (``stop_signal``, ``stop_grace_period``, set by Compose at creation)."""
+        if ids:
+            done = self._quick(["stop", *ids], limit=3600.0)
+            if done.returncode != 0 and "No such container" not in done.stderr:
+                raise self._translate(_exception(done))
+            self.remove_containers(ids)
 
     # -- images -----------------------------------------------------------------------------
     def inspect_images(self, refs: Sequence[str]) -> dict[str, ImageInfo]:

@@ -50,6 +50,24 @@ class SettingsError(BadInput):
         self.problem = problem
 
 
+class OverlapImpossible(BadInput):
+    """A service asks for start-first but two copies of it cannot run at once."""
+
+    def __init__(self, service: str, path: str, blocker: str, *,
+                 what: str = "start-first") -> None:
+        fix = ("remove container_name" if blocker == "container_name" else
+               "take the host port off and put a proxy in front (see README, Zero-downtime "
+               "deploys)")
+        has = ("a container_name" if blocker == "container_name"
+               else f"a fixed host port (services.{service}.{blocker})")
+        super().__init__(f"{path}: {what} needs two copies of {service} at once, but it "
+                         f"has {has}", hint=f"{fix}, or use order: stop-first"
+                         + (" without a canary" if what == "a canary" else ""))
+        self.service = service
+        self.path = path
+        self.blocker = blocker
+
+
 class ProjectUnresolved(BadInput):
     """Compose would not load the project this way; ``source`` names the flag, variable or
     file that says so (``COMPOSE_FILE (from /srv/shop/.env)``)."""

@@ -6,16 +6,21 @@ per service. Every problem is a ``SettingsError`` naming the exact path of the b
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compose_rollback.durations import format_duration, parse_duration
 from compose_rollback.errors import SettingsError
 from compose_rollback.gates.specs import GateSpec, Hooks, parse_gates, parse_hooks
 
+if TYPE_CHECKING:
+    from compose_rollback.rollout.config import RolloutConfig
+
 # Durations used to live here; callers still import them from this module.
-__all__ = ["ServiceSettings", "Settings", "format_duration", "load_settings", "parse_duration"]
+__all__ = ["Canary", "ServiceSettings", "Settings", "format_duration", "load_settings",
+           "parse_duration"]
 
 
 def _positive_int(value: object, *, path: str) -> int:
@@ -36,6 +41,44 @@ def _relative_dir(value: object, *, path: str) -> str:
     return value
 
 
+def _command(value: object, *, path: str) -> tuple[str, ...]:
+    if isinstance(value, str) and value.strip():
+        return ("sh", "-c", value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise SettingsError(path, f"expected a command (a string or a list of strings), "
+                        f"got {value!r}")
+
+
+@dataclass(frozen=True)
+class Canary:
+    """``x-rollback.canary``: a first step of a few new containers beside the old ones."""
+
+    replicas: int = 1  # how many; with ``percent``, that share of the replicas (rounded up)
+    percent: float = 0.0
+    duration: float = 0.0  # how long they must stay good (their gate's soak, at least)
+
+    def count(self, total: int) -> int:
+        wanted = -(-total * self.percent // 100) if self.percent else self.replicas
+        return max(1, min(total, int(wanted)))
+
+
+def _canary(value: object, *, path: str) -> Canary:
+    if not isinstance(value, Mapping):
+        raise SettingsError(path, "expected a mapping like {replicas: 1, duration: 30s}")
+    for key in value:
+        if key not in ("replicas", "duration"):
+            raise SettingsError(f"{path}.{key}", "unknown setting (allowed: duration, replicas)")
+    raw = value.get("replicas", 1)
+    duration = parse_duration(value.get("duration", 0), path=f"{path}.duration")
+    if isinstance(raw, str) and re.fullmatch(r"\d+(\.\d+)?%", raw.strip()):
+        percent = float(raw.strip()[:-1])
+        if not 0 < percent <= 100:
+            raise SettingsError(f"{path}.replicas", f"expected a share up to 100%, got {raw!r}")
+        return Canary(percent=percent, duration=duration)
+    return Canary(replicas=_positive_int(raw, path=f"{path}.replicas"), duration=duration)
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     """Gate settings for one service, after project defaults and CLI flags are applied."""
@@ -44,6 +87,9 @@ class ServiceSettings:
     min_healthy: float = 10.0
     oneshot: bool = False  # a job that must exit 0 (a migration), not keep running
     gates: tuple[GateSpec, ...] = ()
+    drain: float = 3.0  # start-first: time an old container stays up after the new one passed
+    pre_stop: tuple[str, ...] = ()  # run in each old container before the drain wait
+    canary: Canary | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +102,9 @@ class Settings:
     dir: str = ".rollback"
     gates: tuple[GateSpec, ...] = ()  # project-wide; those naming a service belong to it
     hooks: Hooks = field(default_factory=Hooks)
+    drain: float = 3.0
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
+    rollout: RolloutConfig | None = None  # deploy.update_config & co (rollout.config)
 
     def gates_for(self, service: str) -> tuple[GateSpec, ...]:
         own = self.for_service(service).gates
@@ -75,7 +123,8 @@ class Settings:
 
     def for_service(self, name: str) -> ServiceSettings:
         return self.services.get(
-            name, ServiceSettings(timeout=self.timeout, min_healthy=self.min_healthy)
+            name, ServiceSettings(timeout=self.timeout, min_healthy=self.min_healthy,
+                                  drain=self.drain)
         )
 
     def with_overrides(
@@ -101,11 +150,15 @@ _PROJECT_KEYS: dict[str, Parser] = {
     "dir": _relative_dir,
     "gates": lambda v, *, path: parse_gates(v, path=path, service=None),
     "hooks": lambda v, *, path: parse_hooks(v, path=path),
+    "drain": parse_duration,
 }
 _SERVICE_KEYS: dict[str, Parser] = {
     "timeout": parse_duration,
     "min_healthy": parse_duration,
     "oneshot": _flag,
+    "drain": parse_duration,
+    "pre_stop": lambda v, *, path: _command(v, path=path),
+    "canary": _canary,
 }
 
 
@@ -139,6 +192,8 @@ def load_settings(model: Mapping[str, Any]) -> Settings:
             timeout=own.get("timeout", base.timeout),
             min_healthy=own.get("min_healthy", base.min_healthy),
             oneshot=own.get("oneshot", False), gates=own.get("gates", ()),
+            drain=own.get("drain", base.drain), pre_stop=own.get("pre_stop", ()),
+            canary=own.get("canary"),
         )
     unknown = [g for g in base.gates if g.service is not None and g.service not in services]
     if unknown:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import queue
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -97,8 +97,12 @@ class _ServiceWatch:
 def wait_healthy(
     engine: GateEngine, *, project_name: str, services: Sequence[str], settings: Settings,
     restarts_before: Mapping[str, int], progress: Callable[[str], None],
+    only: Collection[str] | None = None,
 ) -> GateFailure | None:
-    """Block until every service has passed (None) or one has failed (its ``GateFailure``)."""
+    """Block until every service has passed (None) or one has failed (its ``GateFailure``).
+
+    ``only``: judge these containers alone (a start-first rollout's new ones; the old ones
+    beside them are not this gate's business)."""
     wake: queue.Queue[Event | None] = queue.Queue()
     watches = {s: _ServiceWatch(settings.for_service(s)) for s in services}
     project_probes: list[ProbeRunner] = []
@@ -113,6 +117,8 @@ def wait_healthy(
     try:
         with engine.events(project_name, on_event=wake.put):
             while True:
+                if only is not None:
+                    events = [e for e in events if e.container_id in only]
                 died = _died(events, watches)
                 if died is not None:  # decided from the event itself: no docker round trip
                     container_id, failure = died
@@ -122,7 +128,8 @@ def wait_healthy(
                 if everyone is None:
                     everyone = engine.containers(project_name, known=list(last))
                 last = {c.id: c for c in everyone}
-                states = [c for c in everyone if c.service in watches and not c.oneoff]
+                states = [c for c in everyone if c.service in watches and not c.oneoff
+                          and (only is None or c.id in only)]
                 found = _check(states, watches, restarts_before)
                 if found is not None:
                     return _with_logs(engine, found, states)

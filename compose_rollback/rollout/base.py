@@ -1,0 +1,29 @@
+"""What every strategy module gets for one step of the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from compose_rollback.rollout.plan import Step
+from compose_rollback.settings import Settings
+
+if TYPE_CHECKING:
+    from compose_rollback.context import Context
+
+
+@dataclass(frozen=True)
+class StepRun:
+    ctx: Context
+    step: Step
+    revision: int
+    overlay: Path
+    settings: Settings
+    restarts: Mapping[str, int]
+    all_services: Sequence[str]
+
+    def compose_started(self, pid: int) -> None:
+        """Journal the compose process, so a cut-off operation's successor waits for it."""
+        self.ctx.journal.write("compose", revision=self.revision, compose_pid=pid)
