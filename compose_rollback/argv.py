@@ -172,3 +172,22 @@ def split_argv(argv: Sequence[str], *, as_plugin: bool) -> Invocation:
     inv.compose = {k: v for k, v in compose.items() if isinstance(v, str | list | bool)}
     inv.args = words[i:]
     return inv
+
+
+def docker_environment(docker: dict[str, str | bool]) -> dict[str, str | None]:
+    """Docker's global flags as the environment that means the same (``None``: unset it).
+
+    For the commands we start that are not our docker calls (hooks): a hook that runs
+    ``docker`` must reach the engine the user named. ``-H`` is ``DOCKER_HOST`` and
+    ``--context`` is ``DOCKER_CONTEXT``; each clears the other, as the flag overrides the
+    variable in docker itself. ``--config`` is ``DOCKER_CONFIG``.
+    """
+    env: dict[str, str | None] = {}
+    host, context, config = docker.get("host"), docker.get("context"), docker.get("config")
+    if isinstance(host, str):
+        env.update(DOCKER_HOST=host, DOCKER_CONTEXT=None)
+    elif isinstance(context, str):
+        env.update(DOCKER_CONTEXT=context, DOCKER_HOST=None)
+    if isinstance(config, str):
+        env["DOCKER_CONFIG"] = config
+    return env

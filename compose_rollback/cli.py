@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from compose_rollback import render
-from compose_rollback.argv import Invocation, split_argv
+from compose_rollback.argv import Invocation, docker_environment, split_argv
 from compose_rollback.errors import (
     BadInput,
     Crashed,
@@ -327,6 +327,11 @@ def main(argv: Sequence[str], *, as_plugin: bool) -> int:
     except RollbackError as error:
         print(f"compose-rollback: {error.one_line()}", file=sys.stderr)
         return int(exit_code(error))
+    for key, value in docker_environment(invocation.docker).items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
     return run(invocation)
 
 

@@ -94,19 +94,43 @@ class Engine:
         """Turn a failed docker command into our error, telling a down engine apart."""
         stderr = error.stderr or ""
         if not self.engine_reachable():
-            return Unreachable(
-                "the Docker engine is unreachable",
-                hint="start it (dockerd / systemctl start docker) or check DOCKER_HOST and "
-                "--context",
-            )
+            return self.unreachable()
         return DockerFailed(error.docker_command, stderr, hint=hint)
 
     def engine_reachable(self) -> bool:
-        probe = subprocess.run(
-            [*self.docker_cmd(), "version", "--format", "{{.Server.Version}}"],
-            capture_output=True, text=True, check=False, timeout=30,
-        )
+        try:
+            probe = subprocess.run(
+                [*self.docker_cmd(), "version", "--format", "{{.Server.Version}}"],
+                capture_output=True, text=True, check=False, timeout=30,
+            )
+        except subprocess.TimeoutExpired:
+            return False
         return probe.returncode == 0
+
+    def unreachable(self) -> Unreachable:
+        """The error for an engine that does not answer, naming the endpoint docker resolved
+        (``-H``, ``--context``, ``DOCKER_HOST``, ``DOCKER_CONTEXT``, the config's current
+        context), or the docker context that does not exist."""
+        name = self._docker_words(["context", "show"])
+        host = self._docker_words(["context", "inspect", "--format",
+                                   "{{.Endpoints.docker.Host}}"])
+        if host is None and name:
+            return Unreachable(f"the docker context {name!r} does not exist",
+                               hint="create it (docker context create) or pick another one "
+                               "(docker context ls) with --context or DOCKER_CONTEXT")
+        where = f" at {host}" if host else ""
+        return Unreachable(f"the Docker engine{where} is unreachable",
+                           hint="start it (dockerd / systemctl start docker) or check "
+                           "DOCKER_HOST and --context")
+
+    def _docker_words(self, args: Sequence[str]) -> str | None:
+        """The trimmed output of a docker command that needs no engine; ``None`` if it fails."""
+        try:
+            done = subprocess.run([*self.docker_cmd(), *args], capture_output=True, text=True,
+                                  check=False, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
 
     def docker_cmd(self) -> list[str]:
         return [str(part) for part in self._client().client_config.docker_cmd]
@@ -298,8 +322,11 @@ class Engine:
             return subprocess.run([*self.docker_cmd(), *args], capture_output=True, text=True,
                                   timeout=limit, check=False)
         except subprocess.TimeoutExpired:
-            raise Unreachable(f"the Docker engine did not answer `docker {args[0]}` within "
-                              f"{limit:g}s", hint="check dockerd (docker info)") from None
+            host = self._docker_words(["context", "inspect", "--format",
+                                       "{{.Endpoints.docker.Host}}"])
+            where = f" at {host}" if host else ""
+            raise Unreachable(f"the Docker engine{where} did not answer `docker {args[0]}` "
+                              f"within {limit:g}s", hint="check dockerd (docker info)") from None
 
     def logs(self, container_id: str, *, tail: int = 20) -> str:
         from python_on_whales.exceptions import DockerException

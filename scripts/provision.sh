@@ -10,7 +10,9 @@
 set -euo pipefail
 
 COMPOSE_VERSION=2.40.3
-APT_PACKAGES=(docker.io iptables docker-registry busybox-static prometheus haproxy)
+# iproute2: the remote-engine tests give their second dockerd a bridge of its own (`ip link`);
+# docker.io does not depend on it.
+APT_PACKAGES=(docker.io iptables iproute2 docker-registry busybox-static prometheus haproxy)
 HAPROXY_PIDFILE=/run/haproxy.pid
 DOCKERD_LOG=/var/log/dockerd.log
 DOCKER_WAIT_SECONDS=60

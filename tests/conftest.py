@@ -14,7 +14,7 @@ import pytest
 
 from support.prereq import missing
 
-pytest_plugins = ["support.fixtures"]
+pytest_plugins = ["support.fixtures", "support.second_engine", "support.docker_cli"]
 
 
 def _engine_problem() -> str | None:

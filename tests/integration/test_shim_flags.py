@@ -135,5 +135,6 @@ def test_a_combined_host_flag_reaches_our_engine(installed: Installed,
                             cwd=alt_project.dir)
     assert done.returncode == 5, describe(done)
     assert done.stderr.strip().splitlines() == [
-        "docker compose rollback: the Docker engine is unreachable; start it (dockerd / "
+        "docker compose rollback: the Docker engine at unix:///tmp/crt-no-such-engine.sock "
+        "is unreachable; start it (dockerd / "
         "systemctl start docker) or check DOCKER_HOST and --context"]
