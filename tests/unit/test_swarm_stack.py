@@ -133,3 +133,26 @@ def test_a_canary_is_refused_on_swarm_with_its_path() -> None:
     with pytest.raises(StackRejected) as caught:
         refuse_compose_only({"web": {"image": IMAGE, "x-rollback": {"canary": {"replicas": 1}}}})
     assert caught.value.path == "services.web.x-rollback.canary"
+
+
+def test_only_the_new_specs_containers_decide_on_their_own_events() -> None:
+    from typing import cast
+
+    from compose_rollback.dockerdata import Event
+    from compose_rollback.engine import Engine
+    from compose_rollback.rollout.swarm import SwarmTasks
+
+    tasks = SwarmTasks(cast(Engine, None), "shop", since=0.0, services=["web"], oneshot=[],
+                       revisions={"web": "4"})
+
+    def event(action: str, revision: str, cid: str = "c1") -> Event:
+        return Event(action=action, container_id=cid, service="", time_nano=0, attributes={
+            "com.docker.swarm.service.name": "shop_web",
+            "org.compose-rollback.revision": revision})
+
+    assert tasks._seen(event("die", "4")).service == "web"  # decided by the gate at once
+    old = tasks._seen(event("die", "3"))  # an old task stopped by the update: only a wake-up
+    assert old.service == "" and old.action == "swarm:die"
+    tasks._seen(event("health_status: unhealthy", "3", cid="c0"))
+    tasks._seen(event("health_status: unhealthy", "4", cid="c2"))
+    assert tasks.unhealthy == {"c2"}
