@@ -33,7 +33,7 @@ from compose_rollback.project import check_files
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
 from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
-from compose_rollback.rollout.labels import labelled, without_label
+from compose_rollback.rollout.labels import REVISION_VARIABLE, labelled, without_label
 from compose_rollback.rollout.orchestrator import Outcome as RolloutOutcome
 from compose_rollback.rollout.orchestrator import orchestrator_for
 from compose_rollback.selection import deployed_services
@@ -115,6 +115,7 @@ def up(
             raise HookFailed("pre_up", as_written(settings.hooks.pre_up or ""), code)
         if current is not None:
             _mask_secrets(ctx, ctx.store.overlay_data(current))
+        settings = overrides.apply(project_settings(ctx, snapshot, revision=number))
         definitions, pins, changes, inspected, _ = _compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
             current=current, number=number,
@@ -148,9 +149,9 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
             target = earlier[-1]
         data = ctx.store.overlay_data(target)
         _mask_secrets(ctx, data, *([ctx.store.overlay_data(current)] if current else []))
-        settings = _revision_settings(ctx, target, overrides)
-        inspected = _check_images_present(ctx, target.pins)
         number = ctx.store.next_number(revisions)
+        settings = _revision_settings(ctx, target, overrides, revision_number=number)
+        inspected = _check_images_present(ctx, target.pins)
         message = message or f"revert to revision {target.number}"
         ctx.journal.begin("revert", revision=number, restores=target.number)
         who = author(ctx.project)
@@ -288,10 +289,17 @@ def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
                                 snapshot=snapshot.result())
 
 
-def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:
+def project_settings(ctx: Context, model: Mapping[str, Any], *,
+                     revision: int | None = None) -> Settings:
     """Settings of a non-interpolated model, interpolated in memory from the environment,
-    with the rollout's own (``deploy.update_config`` & co) checked before anything runs."""
+    with the rollout's own (``deploy.update_config`` & co) checked before anything runs.
+
+    With ``revision``, ``${COMPOSE_ROLLBACK_REVISION}`` in the settings is that number: the
+    value of the revision label on the containers this deploy creates, so a gate's PromQL
+    can select the new release (``{revision="${COMPOSE_ROLLBACK_REVISION}"}``)."""
     env = environment(ctx.project)
+    if revision is not None:
+        env = {**env, REVISION_VARIABLE: str(revision)}
     rollout = load_rollout(model, env)
     settings = load_settings(settings_model(model, env))
     check_overlap(rollout, sorted(rollout.services),
@@ -299,9 +307,11 @@ def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:
     return with_monitor(replace(settings, rollout=rollout), model)
 
 
-def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides) -> Settings:
+def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides, *,
+                       revision_number: int | None = None) -> Settings:
     """A revision's own gate settings, interpolated now (its file keeps ``${VAR}`` as is)."""
-    return overrides.apply(project_settings(ctx, ctx.store.overlay_data(revision)))
+    return overrides.apply(project_settings(ctx, ctx.store.overlay_data(revision),
+                                            revision=revision_number))
 
 
 # -- the transaction --------------------------------------------------------------------------
