@@ -36,6 +36,7 @@ from compose_rollback.rollout.config import check_overlap, load_rollout, with_mo
 from compose_rollback.rollout.labels import REVISION_VARIABLE, labelled, without_label
 from compose_rollback.rollout.orchestrator import Outcome as RolloutOutcome
 from compose_rollback.rollout.orchestrator import orchestrator_for
+from compose_rollback.rollout.report import StepReport
 from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
 from compose_rollback.snapshot import derive, non_interpolated
@@ -70,6 +71,8 @@ class DeployResult:
     overlay: str = ""
     #: A dry run's images that would be built or pulled first: service -> "build" | "pull".
     actions: Mapping[str, str] = field(default_factory=dict)
+    #: The rollout's steps and how each ended, forward then back (a restore's), in order.
+    steps: Sequence[StepReport] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -337,8 +340,9 @@ def _transaction(
     before: Future[dict[str, int]] | None = None,
 ) -> DeployResult:
     """Apply and gate ``revision``; restore ``previous`` on failure; run hooks on the result."""
-    result = _settle(ctx, revision=revision, previous=previous, settings=settings,
-                     overrides=overrides, rollback=rollback, plan=plan, before=before)
+    result = replace(_settle(ctx, revision=revision, previous=previous, settings=settings,
+                             overrides=overrides, rollback=rollback, plan=plan, before=before),
+                     steps=tuple(ctx.steps))
     _announce(ctx, settings, result, previous)
     return result
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compose_rollback.rollout.plan import Step
+from compose_rollback.rollout.report import StepNotes
 from compose_rollback.settings import Settings
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class StepRun:
     settings: Settings
     restarts: Mapping[str, int]
     all_services: Sequence[str]
+    notes: StepNotes = field(default_factory=StepNotes)  # what the strategy reports back
 
     def compose_started(self, pid: int) -> None:
         """Journal the compose process, so a cut-off operation's successor waits for it."""
