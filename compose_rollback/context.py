@@ -28,6 +28,7 @@ from compose_rollback.revisions import Revision, RevisionStore
 
 if TYPE_CHECKING:
     from compose_rollback.engine import Engine
+    from compose_rollback.rollout.report import StepReport
 
 Progress = Callable[[str], None]
 
@@ -46,6 +47,8 @@ class Context:
     #: Values of the project's variables, masked in all an operation stores or sends
     #: (deploy adds them once it has read the project); progress lines are masked too.
     secrets: Redactor = field(default_factory=Redactor)
+    #: Each rollout step of this operation and how it ended (the way back's included).
+    steps: list[StepReport] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.progress = self.secrets.progress(self.progress)

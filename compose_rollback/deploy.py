@@ -34,8 +34,9 @@ from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
 from compose_rollback.rollout.base import Outcome as RolloutOutcome
 from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
-from compose_rollback.rollout.labels import labelled, without_label
+from compose_rollback.rollout.labels import REVISION_VARIABLE, labelled, without_label
 from compose_rollback.rollout.orchestrator import orchestrator_for
+from compose_rollback.rollout.report import StepReport
 from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
 from compose_rollback.snapshot import derive, non_interpolated
@@ -70,6 +71,8 @@ class DeployResult:
     overlay: str = ""
     #: A dry run's images that would be built or pulled first: service -> "build" | "pull".
     actions: Mapping[str, str] = field(default_factory=dict)
+    #: The rollout's steps and how each ended, forward then back (a restore's), in order.
+    steps: Sequence[StepReport] = field(default=())
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ def up(
             raise HookFailed("pre_up", as_written(settings.hooks.pre_up or ""), code)
         if current is not None:
             _mask_secrets(ctx, ctx.store.overlay_data(current))
+        settings = overrides.apply(project_settings(ctx, snapshot, revision=number))
         definitions, pins, changes, inspected, _ = _compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
             current=current, number=number,
@@ -149,9 +153,9 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
             target = earlier[-1]
         data = ctx.store.overlay_data(target)
         _mask_secrets(ctx, data, *([ctx.store.overlay_data(current)] if current else []))
-        settings = _revision_settings(ctx, target, overrides)
-        inspected = _check_images_present(ctx, target.pins)
         number = ctx.store.next_number(revisions)
+        settings = _revision_settings(ctx, target, overrides, revision_number=number)
+        inspected = _check_images_present(ctx, target.pins)
         message = message or f"revert to revision {target.number}"
         who = author(ctx.project)
         text = render_revision(ctx, number=number, message=message, restores=target.number,
@@ -291,10 +295,17 @@ def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
                                 snapshot=snapshot.result())
 
 
-def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:
+def project_settings(ctx: Context, model: Mapping[str, Any], *,
+                     revision: int | None = None) -> Settings:
     """Settings of a non-interpolated model, interpolated in memory from the environment,
-    with the rollout's own (``deploy.update_config`` & co) checked before anything runs."""
+    with the rollout's own (``deploy.update_config`` & co) checked before anything runs.
+
+    With ``revision``, ``${COMPOSE_ROLLBACK_REVISION}`` in the settings is that number: the
+    value of the revision label on the containers this deploy creates, so a gate's PromQL
+    can select the new release (``{revision="${COMPOSE_ROLLBACK_REVISION}"}``)."""
     env = environment(ctx.project)
+    if revision is not None:
+        env = {**env, REVISION_VARIABLE: str(revision)}
     rollout = load_rollout(model, env)
     settings = load_settings(settings_model(model, env))
     check_overlap(rollout, sorted(rollout.services),
@@ -302,9 +313,11 @@ def project_settings(ctx: Context, model: Mapping[str, Any]) -> Settings:
     return with_monitor(replace(settings, rollout=rollout), model)
 
 
-def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides) -> Settings:
+def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides, *,
+                       revision_number: int | None = None) -> Settings:
     """A revision's own gate settings, interpolated now (its file keeps ``${VAR}`` as is)."""
-    return overrides.apply(project_settings(ctx, ctx.store.overlay_data(revision)))
+    return overrides.apply(project_settings(ctx, ctx.store.overlay_data(revision),
+                                            revision=revision_number))
 
 
 # -- the transaction --------------------------------------------------------------------------
@@ -330,8 +343,9 @@ def _transaction(
     before: Future[dict[str, int]] | None = None,
 ) -> DeployResult:
     """Apply and gate ``revision``; restore ``previous`` on failure; run hooks on the result."""
-    result = _settle(ctx, revision=revision, previous=previous, settings=settings,
-                     overrides=overrides, rollback=rollback, plan=plan, before=before)
+    result = replace(_settle(ctx, revision=revision, previous=previous, settings=settings,
+                             overrides=overrides, rollback=rollback, plan=plan, before=before),
+                     steps=tuple(ctx.steps))
     _announce(ctx, settings, result, previous)
     return result
 

@@ -71,6 +71,9 @@ def deploy(result: DeployResult) -> str:
             if would:  # pinned only once built or pulled: the overlay names them unpinned
                 body += f"\nwould {action} (not done in a dry run): {', '.join(would)}"
         return f"{result.message}\nplan:\n{body}\n\n{result.overlay}"
+    if any(s.strategy != "stop-first" for s in result.steps):  # a plain up needs no story
+        lines += [f"  step: {s.describe()}" + (" (way back)" if s.back else "")
+                  for s in result.steps]
     if result.failure is not None and result.failure.logs:
         logs = "\n".join(f"    | {line}" for line in result.failure.logs.splitlines()[-10:])
         lines.append(f"  last log lines of {result.failure.container}:\n{logs}")
@@ -89,6 +92,7 @@ def deploy_json(result: DeployResult, *, exit_code: int) -> dict[str, Any]:
         "plan": [{"service": c.service, "before": c.before, "after": c.after,
                   "config_changed": c.config_changed} for c in result.plan],
         "overlay": result.overlay or None,
+        "steps": [s.to_json() for s in result.steps],
         **({"would_build": sorted(s for s, a in result.actions.items() if a == "build"),
             "would_pull": sorted(s for s, a in result.actions.items() if a == "pull")}
            if result.outcome == "dry_run" else {}),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from compose_rollback.gates.container import GateFailure
 from compose_rollback.rollout.plan import Plan, Step
+from compose_rollback.rollout.report import StepNotes
 from compose_rollback.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class StepRun:
     settings: Settings
     restarts: Mapping[str, int]
     all_services: Sequence[str]
+    notes: StepNotes = field(default_factory=StepNotes)  # what the strategy reports back
 
     def compose_started(self, pid: int) -> None:
         """Journal the compose process, so a cut-off operation's successor waits for it."""

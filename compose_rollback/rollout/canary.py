@@ -34,12 +34,14 @@ def run(step: StepRun) -> GateFailure | None:
     ctx.progress(ServiceLine(name, f"canary: {count} new container(s) beside {len(plan.old)} "
                              f"running, judged for {format_duration(soak)}"))
     ctx.journal.write("canary", revision=step.revision, service=name, count=count)
+    step.notes.canary = count
     judged = replace(step, settings=_with_soak(step.settings, name, soak))
     failure, canaries = rolling.batch(judged, set(plan.old) | set(plan.keep), count)
     if failure is not None:
         ctx.progress(ServiceLine(name, "canary aborted: the old release never left"))
         return failure
     ctx.progress(ServiceLine(name, f"canary passed: promoting revision {step.revision}"))
+    step.notes.promoted = True
     promoted = replace(plan, order="start-first", keep=(*plan.keep, *canaries),
                        replicas=plan.replicas - count)
     rest = replace(step, step=promoted)

@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 REVISION_LABEL = "org.compose-rollback.revision"
+#: In ``x-rollback`` settings, the number of the revision being deployed: the label's value
+#: on every container the deploy creates (hooks get the same name in their environment).
+REVISION_VARIABLE = "COMPOSE_ROLLBACK_REVISION"
 CONFIG_HASH = "com.docker.compose.config-hash"
 NUMBER = "com.docker.compose.container-number"
 

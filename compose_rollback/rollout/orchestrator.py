@@ -19,6 +19,8 @@ from compose_rollback.rollout.base import COMPLETED, FAILED, Outcome, StepRun
 from compose_rollback.rollout.config import RolloutConfig
 from compose_rollback.rollout.labels import CONFIG_HASH, REVISION_LABEL
 from compose_rollback.rollout.plan import Plan, Step, build_plan
+from compose_rollback.rollout.report import FAILED as STEP_FAILED
+from compose_rollback.rollout.report import NOT_RUN, PASSED, step_report
 from compose_rollback.settings import Settings
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ class ComposeOrchestrator:
                           settings=settings if last else _service_gates_only(settings),
                           restarts=restarts, all_services=everything)
             failure = STRATEGIES[step.order](run)
+            self._report(step, revision, back=back, notes=run, failure=failure)
             # A failed start-first or canary step discarded its new containers and left the
             # old ones as they were; any other step may have replaced running containers.
             touched = touched or failure is None or step.order not in ("start-first", "canary")
@@ -78,6 +81,8 @@ class ComposeOrchestrator:
                 if failure.service else "rollback"
             failures.append((step, failure))
             if action != "continue":
+                for undone in plan.steps[index + 1:]:
+                    self._report(undone, revision, back=back, notes=None, failure=None)
                 return self._failed(revision, leaving, step, failure, action, plan, touched)
         if failures:
             step, failure = failures[0]
@@ -105,6 +110,14 @@ class ComposeOrchestrator:
         return ", ".join(f"{s}: {n} of revision {r}" for (s, r), n in sorted(counts.items()))
 
     # -- internals --------------------------------------------------------------------------
+    def _report(self, step: Step, revision: Revision, *, back: bool, notes: StepRun | None,
+                failure: GateFailure | None) -> None:
+        outcome = NOT_RUN if notes is None else PASSED if failure is None else STEP_FAILED
+        self.ctx.steps.append(step_report(
+            step, revision=revision.number, back=back, outcome=outcome,
+            notes=notes.notes if notes is not None else None,
+            reason=failure.masked(self.ctx.secrets).summary() if failure is not None else ""))
+
     def _plan(self, revision: Revision, leaving: Revision | None, settings: Settings,
               rollout: RolloutConfig, *, back: bool) -> Plan:
         services = sorted(revision.pins)

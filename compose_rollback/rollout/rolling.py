@@ -32,6 +32,7 @@ def run(step: StepRun) -> GateFailure | None:
         if batch_number and config.delay > 0:
             time.sleep(config.delay)
         batch_number += 1
+        step.notes.batches += 1
         retiring, waiting = waiting[:config.parallelism], waiting[config.parallelism:]
         starting = min(config.parallelism, to_start)
         to_start -= starting
@@ -50,6 +51,7 @@ def run(step: StepRun) -> GateFailure | None:
                 present -= set(retiring)
             continue
         first = first or failure
+        step.notes.failed_batch = step.notes.failed_batch or step.notes.batches
         if config.failure_action != "continue":
             return failure
     return first

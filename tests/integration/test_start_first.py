@@ -213,6 +213,8 @@ def test_rolling_update_whose_second_batch_fails(
     code, out, err = _break_second_batch(project, "--timeout", "60s")
     assert code == 1, err
     said = out + err
+    # the result names the step and the batch that failed
+    assert "step: web: rolling (batches of 1, batch 2 failed): failed" in out, out
     now = states(project)
     assert len(now) == 4 and all(s["status"] == "running" for s in now.values())
     if action == "rollback":

@@ -2,7 +2,10 @@
 
 Two replicas of the test app (no host port) behind HAProxy, 20 requests a second through the
 proxy's loopback port; every answer names its release. For a good release, a release whose
-healthcheck fails and one that crashes at start, in the same test:
+healthcheck fails, one that crashes at start, and one that Docker calls healthy but that fails
+the service's ``http`` gate (``/cgi-bin/ready`` answers 500; the proxy checks that same path,
+as it must: a proxy checking only ``/health`` would serve it until the gate decides), in the
+same test:
 
 - ``order: start-first``: 0 failed requests and 0 answered by the broken release; a good one
   serves every request once the deploy is over;
@@ -25,21 +28,36 @@ from support.testimages import AppImages
 pytestmark = pytest.mark.docker
 
 RATE = 20.0
+#: "gate-fail": the healthy image with READY_CODE=500: Docker-healthy, refused by the gate.
+GATE_FAIL = "gate-fail"
+READY = "/cgi-bin/ready"
+#: What the ``http`` gate of the gate-fail case asks (from inside each new container).
+READY_GATE = ["    x-rollback:", "      gates:",
+              f"        - http: http://127.0.0.1:8080{READY}", "          from: service",
+              "          status: 200", "          interval: 0.5s", "          failures: 2"]
 
 
-def _compose(image: str, *, release: str, order: str) -> str:
+def _image(variant: str) -> str:
+    return "healthy" if variant == GATE_FAIL else variant
+
+
+def _compose(image: str, *, release: str, order: str, gated: bool = False,
+             broken_gate: bool = False) -> str:
+    ready = ", READY_CODE: '500'" if broken_gate else ""
     return "\n".join([
         "services:", "  web:", f"    image: {image}", "    pull_policy: never",
-        f"    environment: {{RELEASE: {release}}}",
+        f"    environment: {{RELEASE: {release}{ready}}}",
         "    healthcheck: {interval: 1s, timeout: 10s, retries: 2}",
         f"    deploy: {{replicas: 2, update_config: {{order: {order}}}}}",
+        *(READY_GATE if gated else []),
     ]) + "\n"
 
 
 def _good_state(project: ComposeProject, images: AppImages, proxy: Proxy | None, *,
-                order: str, release: str) -> None:
+                order: str, release: str, gated: bool = False) -> None:
     """Revision of the healthy image under ``release``, both replicas UP in the proxy."""
-    project.write(_compose(images.local("healthy"), release=release, order=order))
+    project.write(_compose(images.local("healthy"), release=release, order=order,
+                           gated=gated))
     project.run("up", *FAST, check=True)
     if proxy is not None:
         proxy.wait_up(container_addresses(project, "web"), timeout=20)
@@ -60,7 +78,8 @@ def _deploy_under_load(project: ComposeProject, images: AppImages, proxy: Proxy,
         steady = load.summary().between(load.now() - 1.0)
         assert steady.failed == 0 and steady.total > 0, steady.describe()
         began = load.now()
-        project.write(_compose(images.local(variant), release=release, order=order))
+        project.write(_compose(images.local(_image(variant)), release=release, order=order,
+                               gated=variant == GATE_FAIL, broken_gate=variant == GATE_FAIL))
         code = project.run("up", *FAST).returncode
         took = load.now() - began
         proxy.wait_up(container_addresses(project, "web"), timeout=20)
@@ -70,12 +89,14 @@ def _deploy_under_load(project: ComposeProject, images: AppImages, proxy: Proxy,
     return summary.between(began, settled), summary.between(settled), code, took
 
 
-@pytest.mark.parametrize("variant", ["healthy", "unhealthy", "crash"])
+@pytest.mark.parametrize("variant", ["healthy", "unhealthy", "crash", GATE_FAIL])
 def test_start_first_loses_nothing_under_load_and_stop_first_shows_its_outage(
         project: ComposeProject, images: AppImages, haproxy: Proxies, variant: str) -> None:
-    images.build_all(["healthy", variant])
-    _good_state(project, images, None, order="start-first", release="old")
-    proxy = haproxy.start(project)
+    images.build_all(["healthy", _image(variant)])
+    gated = variant == GATE_FAIL
+    _good_state(project, images, None, order="start-first", release="old", gated=gated)
+    # The proxy's check asks what the gate asks (for the other cases /cgi-bin/ready is /health).
+    proxy = haproxy.start(project, health_path=READY if gated else "/health/")
     proxy.wait_up(container_addresses(project, "web"), timeout=20)
     serving = set(states(project))
 
@@ -94,7 +115,7 @@ def test_start_first_loses_nothing_under_load_and_stop_first_shows_its_outage(
         assert after.by_release == {"old": after.total}, after.describe()
 
     time.sleep(0.5)
-    _good_state(project, images, proxy, order="stop-first", release="old")
+    _good_state(project, images, proxy, order="stop-first", release="old", gated=gated)
     during, after, code, took = _deploy_under_load(project, images, proxy, variant=variant,
                                                    order="stop-first")
     print(f"stop-first -> {variant}: exit {code} in {took:.1f}s;\n  deploy: "

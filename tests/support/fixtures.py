@@ -14,7 +14,9 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
 ``prometheus`` (session)
     A real Prometheus on ``127.0.0.1:<free port>`` scraping every second: ``.url`` (for a
     prometheus gate), ``.scrape("127.0.0.1:<port>") -> name``, ``.wait_scraped(name)``,
-    ``.query(expr)``, ``.value(expr)``, ``.forget(name)``.
+    ``.query(expr)``, ``.value(expr)``, ``.forget(name)``; ``.discover(project)`` /
+    ``.undiscover(project)``: a compose project's containers by Docker service discovery,
+    their series labelled ``revision``, ``service``, ``container``.
 ``haproxy_image`` (session)
     The FROM-scratch HAProxy image built from the host's ``/usr/sbin/haproxy`` (``.ref`` ->
     ``crt-haproxy-<hex>:2.6``, built on first use, removed at the end of the session).

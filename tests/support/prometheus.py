@@ -1,13 +1,17 @@
 """A real Prometheus (Debian's ``prometheus``) on loopback, for metrics-gate tests.
 
 It scrapes every second whatever targets a test adds with ``scrape()`` (file-based service
-discovery: the targets file is re-read within a second, no restart needed).
+discovery: the targets file is re-read within a second, no restart needed), and the
+containers of the compose projects a test names with ``discover()`` (Docker service discovery
+on the local engine's unix socket, the way a user's Prometheus finds containers: each series
+carries the container's revision label as ``revision``).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -35,6 +39,7 @@ class Prometheus:
         self._process: subprocess.Popen[bytes] | None = None
         #: Seconds the last ``start()`` took until ``/-/ready`` answered.
         self.last_start_seconds = 0.0
+        self._projects: dict[str, tuple[int, str]] = {}
 
     @property
     def url(self) -> str:
@@ -117,6 +122,31 @@ class Prometheus:
         staging.rename(self.targets_dir / f"{label}.json")
         return label
 
+    def discover(self, project: str, *, port: int = 8080,
+                 metrics_path: str = "/cgi-bin/metrics") -> None:
+        """Scrape ``<container ip>:<port>`` of every running container of compose project
+        ``project``, found through Docker service discovery on the local engine's socket.
+
+        Series get ``service``, ``container`` and ``revision`` (the container's
+        ``org.compose-rollback.revision`` label) labels. Containers of other projects on the
+        engine are never looked at (the engine filters by the project label). Docker
+        discovery refreshes every second; Prometheus applies updates at most every 5 s.
+        """
+        self._projects[project] = (port, metrics_path)
+        self._write_config()
+        self._reload()
+
+    def undiscover(self, project: str) -> None:
+        """Stop discovering ``project``'s containers."""
+        if self._projects.pop(project, None) is not None:
+            self._write_config()
+            self._reload()
+
+    def _reload(self) -> None:
+        if self._process is not None and self.running:
+            # SIGHUP re-reads the config; the readiness endpoint stays up meanwhile.
+            self._process.send_signal(signal.SIGHUP)
+
     def forget(self, name: str) -> None:
         """Stop scraping the target ``scrape()`` returned ``name`` for."""
         (self.targets_dir / f"{name}.json").unlink(missing_ok=True)
@@ -165,7 +195,32 @@ class Prometheus:
                     "file_sd_configs": [
                         {"files": [str(self.targets_dir / "*.json")], "refresh_interval": "1s"}
                     ],
-                }
+                },
+                *(_docker_job(name, port, path) for name, (port, path) in self._projects.items()),
             ],
         }
         self.config_path.write_text(json.dumps(config, indent=2))
+
+
+def _docker_job(project: str, port: int, metrics_path: str) -> dict[str, Any]:
+    """A scrape job over one compose project's containers (Docker service discovery)."""
+    meta = "__meta_docker_container_label_"
+    return {
+        "job_name": f"docker-{project}",
+        "metrics_path": metrics_path,
+        "docker_sd_configs": [{
+            "host": "unix:///var/run/docker.sock",
+            "refresh_interval": "1s",
+            "port": port,
+            "filters": [{"name": "label", "values": [f"com.docker.compose.project={project}"]}],
+        }],
+        "relabel_configs": [
+            # one target per container: the port the app listens on, not every exposed one
+            {"source_labels": ["__meta_docker_port_private"], "regex": f"{port}|",
+             "action": "keep"},
+            {"source_labels": [f"{meta}org_compose_rollback_revision"], "target_label": "revision"},
+            {"source_labels": [f"{meta}com_docker_compose_service"], "target_label": "service"},
+            {"source_labels": ["__meta_docker_container_name"], "regex": "/?(.*)",
+             "target_label": "container"},
+        ],
+    }

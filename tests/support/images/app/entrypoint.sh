@@ -7,6 +7,8 @@
 #   crash                     exit 3 after CRASH_AFTER seconds
 #   exit0 | exit1             one-shot job: exit 0 / 1 after JOB_SECONDS seconds
 # Whatever the mode, `touch /tmp/fail-health` (docker exec) makes /health fail from then on.
+# /cgi-bin/ready is /health and READY_CODE (default 200): READY_CODE=500 is a release Docker
+# calls healthy that an HTTP gate on /cgi-bin/ready refuses.
 # Every answer says which release served it: `/` is $RELEASE (default $VERSION), the CGI
 # answers carry `X-Release: $RELEASE`.
 # $ON_SIGTERM: `exit` (default) traps SIGTERM and exits at once; `ignore` sets no trap, so the
