@@ -202,6 +202,9 @@ def figures(sections: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+MODE_LABELS = {"compose": "compose up -d --wait", "stop-first": "ours stop-first",
+               "start-first": "ours start-first", "canary": "ours canary",
+               "swarm": "Swarm start-first"}
 ZERO_TARGET = ("start-first", "canary")  # the modes whose target is 0 failed, 0 broken
 
 
@@ -215,7 +218,7 @@ def _zero_downtime(zd: Any) -> list[dict[str, Any]]:
     for case in proxy.get("cases", []):
         for mode in proxy.get("modes", []):
             got = f.get(f"{mode}.{case}") or {}
-            label = f"zerodowntime/{case} release, {mode}"
+            label = f"zerodowntime/{case} release, {MODE_LABELS.get(mode, mode)}"
             goal = mode in ZERO_TARGET
             rows += [
                 _zero_row(f"zerodowntime.{mode}.{case}.failed",

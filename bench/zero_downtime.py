@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench.common import (
@@ -46,6 +46,7 @@ from bench.common import (
     timed,
 )
 from bench.recover import Swarm, swarm_mode
+from bench.zero_downtime_swarm import SwarmRig
 from support.compose_project import ComposeProject
 from support.haproxy import HaproxyImage, Proxies, Proxy, container_addresses, haproxy_binary
 from support.helpers import unique_name
@@ -116,34 +117,48 @@ class Rig:
             text = self._good()
         else:
             text = _text(self.images.local("unhealthy"), release="broken", mode=self.mode)
-        with Load(self.proxy.url(), rate=RATE, max_seconds=170) as load:
-            load.wait_requests(10)
-            # Steady state first: a whole second through the proxy without a failure.
-            deadline = load.now() + 20.0
-            while load.summary().between(load.now() - 1.0).failed and load.now() < deadline:
-                load.wait_until(load.now() + 0.5)
-            began = load.now()
+
+        def deploy() -> tuple[int, float]:
             self.project.write(text)
-            code, took = self._apply()
-            ended = load.now()
-            settled = True
-            try:
-                self.proxy.wait_up(container_addresses(self.project, "web"), timeout=15)
-            except TimeoutError:
-                settled = False
-            end = (load.now() if settled else ended) + 2.0
-            load.wait_until(end)
-        window = load.stop().between(began, end)
-        self.good = code == 0 or self.mode != "compose"
-        return {"failed": window.failed, "broken_served": window.by_release.get("broken", 0),
-                "requests": window.total, "exit": code, "deploy_seconds": took,
-                "window_seconds": end - began, "settled": settled,
-                "deploy_to_settled": (end - 2.0 - began) if settled else None,
-                "errors": window.errors, "by_release": window.by_release,
-                "longest_outage": window.longest_outage}
+            return self._apply()
+
+        got = under_load(self.proxy, deploy=deploy,
+                         addresses=lambda: container_addresses(self.project, "web"))
+        self.good = got["exit"] == 0 or self.mode != "compose"
+        return got
 
 
-def _behind_proxy(space: Workspace, *, modes: Sequence[str], reps: int) -> dict[str, Any]:
+def under_load(proxy: Proxy, *, deploy: Callable[[], tuple[int, float]],
+               addresses: Callable[[], set[str]]) -> dict[str, Any]:
+    """``deploy()`` (exit code, seconds) under the load: what the users behind ``proxy`` saw
+    from its start until the proxy settled on ``addresses()`` plus 2 s."""
+    with Load(proxy.url(), rate=RATE, max_seconds=170) as load:
+        load.wait_requests(10)
+        # Steady state first: a whole second through the proxy without a failure.
+        deadline = load.now() + 20.0
+        while load.summary().between(load.now() - 1.0).failed and load.now() < deadline:
+            load.wait_until(load.now() + 0.5)
+        began = load.now()
+        code, took = deploy()
+        ended = load.now()
+        settled = True
+        try:
+            proxy.wait_up(addresses(), timeout=15)
+        except TimeoutError:
+            settled = False
+        end = (load.now() if settled else ended) + 2.0
+        load.wait_until(end)
+    window = load.stop().between(began, end)
+    return {"failed": window.failed, "broken_served": window.by_release.get("broken", 0),
+            "requests": window.total, "exit": code, "deploy_seconds": took,
+            "window_seconds": end - began, "settled": settled,
+            "deploy_to_settled": (end - 2.0 - began) if settled else None,
+            "errors": window.errors, "by_release": window.by_release,
+            "longest_outage": window.longest_outage}
+
+
+def _behind_proxy(space: Workspace, *, modes: Sequence[str], reps: int,
+                  swarm: bool) -> dict[str, Any]:
     binary = haproxy_binary()
     if binary is None:
         raise BenchError("no haproxy (Debian package haproxy)")
@@ -157,28 +172,35 @@ def _behind_proxy(space: Workspace, *, modes: Sequence[str], reps: int) -> dict[
     space.cleanups.append(proxies.cleanup)
     log("zerodowntime: building HAProxy, starting one project + proxy per mode")
     image.build()
-    rigs = {mode: Rig(space, proxies, mode) for mode in modes}
-    runs: dict[str, list[dict[str, Any]]] = {f"{m}.{c}": [] for m in modes for c in CASES}
-    for rep in range(reps):
-        order = list(modes[rep % len(modes):]) + list(modes[:rep % len(modes)])
-        for case in CASES:
-            for mode in order:
-                log(f"zerodowntime: rep {rep + 1}/{reps} {case}: {mode}")
-                got = rigs[mode].run(case)
-                log(f"zerodowntime:   exit {got['exit']} in {got['deploy_seconds']:.1f}s, "
-                    f"{got['failed']}/{got['requests']} failed, {got['broken_served']} "
-                    f"answered by the broken release")
-                runs[f"{mode}.{case}"].append(got)
+    with contextlib.ExitStack() as stack:
+        rigs: dict[str, Rig | SwarmRig] = {mode: Rig(space, proxies, mode) for mode in modes}
+        if swarm:
+            stack.enter_context(swarm_mode())
+            # Removed (proxy, then stack) when the block ends, before the swarm is left.
+            rigs["swarm"] = SwarmRig(space, proxies, cleanups=stack)
+        names = list(rigs)
+        runs: dict[str, list[dict[str, Any]]] = {f"{m}.{c}": [] for m in names for c in CASES}
+        for rep in range(reps):
+            order = names[rep % len(names):] + names[:rep % len(names)]
+            for case in CASES:
+                for mode in order:
+                    log(f"zerodowntime: rep {rep + 1}/{reps} {case}: {mode}")
+                    got = rigs[mode].run(case)
+                    log(f"zerodowntime:   exit {got['exit']} in {got['deploy_seconds']:.1f}s, "
+                        f"{got['failed']}/{got['requests']} failed, {got['broken_served']} "
+                        f"answered by the broken release")
+                    runs[f"{mode}.{case}"].append(got)
     # Gone before the SIGTERM runs: 8 containers probing their health would load the timings.
     proxies.cleanup()
     for rig in rigs.values():
-        space.close_project(rig.project)
+        if isinstance(rig, Rig):
+            space.close_project(rig.project)
     figures: dict[str, Any] = {}
     for key, items in runs.items():
         figures[key] = {name: summarize([float(i[name]) for i in items if i[name] is not None])
                         for name in ("failed", "broken_served", "requests", "deploy_seconds",
                                      "window_seconds", "deploy_to_settled", "longest_outage")}
-    return {"modes": list(modes), "cases": list(CASES), "rate": RATE, "reps": reps,
+    return {"modes": names, "cases": list(CASES), "rate": RATE, "reps": reps,
             "figures": figures, "runs": runs}
 
 
@@ -300,7 +322,8 @@ def _add(into: dict[str, list[float]], figures: dict[str, Any]) -> None:
 # -- the section -----------------------------------------------------------------------------
 def run(space: Workspace, *, reps: int, modes: Sequence[str], grace: float, soak_seconds: int,
         swarm: bool) -> dict[str, Any]:
-    result: dict[str, Any] = {"proxy": _behind_proxy(space, modes=modes, reps=reps)}
+    result: dict[str, Any] = {"proxy": _behind_proxy(space, modes=modes, reps=reps,
+                                                     swarm=swarm)}
     result["stubborn"] = _stubborn(space, reps=reps, grace=grace, soak=f"{soak_seconds}s",
                                    swarm=swarm)
     result["loadavg_end"] = round(os.getloadavg()[0], 2)
