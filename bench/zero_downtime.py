@@ -174,18 +174,33 @@ def _behind_proxy(space: Workspace, *, modes: Sequence[str], reps: int,
     image.build()
     with contextlib.ExitStack() as stack:
         rigs: dict[str, Rig | SwarmRig] = {mode: Rig(space, proxies, mode) for mode in modes}
+        swarm_error = ""
         if swarm:
             stack.enter_context(swarm_mode())
-            # Removed (proxy, then stack) when the block ends, before the swarm is left.
-            rigs["swarm"] = SwarmRig(space, proxies, cleanups=stack)
+            try:  # the peer failing costs its own figures only
+                # Removed (proxy, then stack) when the block ends, before the swarm is left.
+                rigs["swarm"] = SwarmRig(space, proxies, cleanups=stack)
+            except (BenchError, TimeoutError, AssertionError) as error:
+                swarm_error = f"setting up: {error}"
+                log(f"zerodowntime/swarm: left out: {swarm_error}")
         names = list(rigs)
         runs: dict[str, list[dict[str, Any]]] = {f"{m}.{c}": [] for m in names for c in CASES}
         for rep in range(reps):
             order = names[rep % len(names):] + names[:rep % len(names)]
             for case in CASES:
                 for mode in order:
+                    if mode not in rigs:
+                        continue
                     log(f"zerodowntime: rep {rep + 1}/{reps} {case}: {mode}")
-                    got = rigs[mode].run(case)
+                    try:
+                        got = rigs[mode].run(case)
+                    except (BenchError, TimeoutError, AssertionError) as error:
+                        if mode != "swarm":
+                            raise
+                        swarm_error = f"rep {rep + 1} {case}: {error}"
+                        log(f"zerodowntime/swarm: left out: {swarm_error}")
+                        del rigs[mode]
+                        continue
                     log(f"zerodowntime:   exit {got['exit']} in {got['deploy_seconds']:.1f}s, "
                         f"{got['failed']}/{got['requests']} failed, {got['broken_served']} "
                         f"answered by the broken release")
@@ -200,8 +215,8 @@ def _behind_proxy(space: Workspace, *, modes: Sequence[str], reps: int,
         figures[key] = {name: summarize([float(i[name]) for i in items if i[name] is not None])
                         for name in ("failed", "broken_served", "requests", "deploy_seconds",
                                      "window_seconds", "deploy_to_settled", "longest_outage")}
-    return {"modes": names, "cases": list(CASES), "rate": RATE, "reps": reps,
-            "figures": figures, "runs": runs}
+    return {"modes": names, "swarm_error": swarm_error, "cases": list(CASES), "rate": RATE,
+            "reps": reps, "figures": figures, "runs": runs}
 
 
 # -- an app that ignores SIGTERM -------------------------------------------------------------
