@@ -187,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 began, load = time.monotonic(), os.getloadavg()[0]
                 try:
                     data["sections"][name] = run_section(name, space, args)
+                    # A part of a section that failed while the rest measured (zerodowntime).
+                    if data["sections"][name].get("errors"):
+                        data["errors"][name] = json.dumps(data["sections"][name]["errors"])
                 except BenchError as error:
                     log(f"section {name} failed: {error}")
                     data["errors"][name] = str(error)[-4000:]

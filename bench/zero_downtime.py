@@ -176,8 +176,8 @@ def _behind_proxy(space: Workspace, *, modes: Sequence[str], reps: int,
         rigs: dict[str, Rig | SwarmRig] = {mode: Rig(space, proxies, mode) for mode in modes}
         swarm_error = ""
         if swarm:
-            stack.enter_context(swarm_mode())
-            try:  # the peer failing costs its own figures only
+            try:  # the peer failing (the engine is shared) costs its own figures only
+                stack.enter_context(swarm_mode())
                 # Removed (proxy, then stack) when the block ends, before the swarm is left.
                 rigs["swarm"] = SwarmRig(space, proxies, cleanups=stack)
             except (BenchError, TimeoutError, AssertionError) as error:
@@ -306,7 +306,10 @@ def _stubborn(space: Workspace, *, reps: int, grace: float, soak: str,
         peer: Swarm | None = None
         if swarm:
             result["swarm"] = stack.enter_context(swarm_mode())
-            peer = Swarm(space, monitor=soak, good="stubborn")
+            try:  # the peer failing (a shared engine) costs its own figures only
+                peer = Swarm(space, monitor=soak, good="stubborn")
+            except (BenchError, TimeoutError) as error:
+                result["swarm_error"] = f"setting up: {error}"[-2000:]
         for rep in range(reps):
             log(f"zerodowntime/stubborn: rep {rep + 1}/{reps}: ours stop-first")
             _add(samples["stop-first"], stop_first.run())
@@ -314,7 +317,14 @@ def _stubborn(space: Workspace, *, reps: int, grace: float, soak: str,
             _add(samples["start-first"], start_first.run())
             if peer is not None:
                 log(f"zerodowntime/stubborn: rep {rep + 1}/{reps}: swarm")
-                _add(samples["swarm"], peer.run("stubborn-unhealthy"))
+                try:
+                    _add(samples["swarm"], peer.run("stubborn-unhealthy"))
+                except (BenchError, TimeoutError) as error:
+                    result["swarm_error"] = f"rep {rep + 1}: {error}"[-2000:]
+                    log(f"zerodowntime/stubborn: Swarm peer left out: {error}")
+                    peer.remove()
+                    space.cleanups.remove(peer.remove)
+                    peer = None
         if peer is not None:
             space.cleanups.remove(peer.remove)
             peer.remove()
@@ -339,8 +349,13 @@ def run(space: Workspace, *, reps: int, modes: Sequence[str], grace: float, soak
         swarm: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"proxy": _behind_proxy(space, modes=modes, reps=reps,
                                                      swarm=swarm)}
-    result["stubborn"] = _stubborn(space, reps=reps, grace=grace, soak=f"{soak_seconds}s",
-                                   swarm=swarm)
+    result["errors"] = {}
+    try:  # a failure here must not take the proxy figures with it
+        result["stubborn"] = _stubborn(space, reps=reps, grace=grace,
+                                       soak=f"{soak_seconds}s", swarm=swarm)
+    except (BenchError, TimeoutError, AssertionError) as error:
+        log(f"zerodowntime/stubborn failed: {error}")
+        result["errors"]["stubborn"] = str(error)[-3000:]
     result["loadavg_end"] = round(os.getloadavg()[0], 2)
     return result
 
