@@ -140,17 +140,18 @@ services:
 class Swarm:
     space: Workspace
     monitor: str
+    good: str = "healthy"  # the variant of the good release (``stubborn``: ignores SIGTERM)
 
     def __post_init__(self) -> None:
         self.images = self.space.images
-        self.good_id = self.images.id("healthy")
+        self.good_id = self.images.id(self.good)
         self.stack = unique_name(STEM, hex_chars=8)
         self.service = f"{self.stack}_app"
         self.dir: Path = self.space.root / self.stack
         self.dir.mkdir()
         self.space.cleanups.append(self.remove)
         log(f"recover/swarm: deploying stack {self.stack}")
-        self._deploy("healthy")
+        self._deploy(self.good)
         self._wait_good(time.monotonic() + 120)
 
     def _deploy(self, variant: str) -> None:

@@ -39,6 +39,17 @@ def _ratio_row(rid: str, figure: str, a: Mapping[str, Any] | None, b: Mapping[st
     return _row(rid, figure, stats, unit="x", limit=limit, op=op, note=note)
 
 
+def _zero_row(rid: str, figure: str, stats: Mapping[str, Any] | None, *,
+              target: bool) -> dict[str, Any]:
+    """A count per deploy whose target is "none in any run": the verdict reads the max."""
+    row = _row(rid, figure, stats, unit="n")
+    if target:
+        row["target"], row["compared"] = "max = 0", "max"
+        worst = row["max"]
+        row["verdict"] = "n/a" if worst is None else "ok" if worst == 0 else "MISS"
+    return row
+
+
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
@@ -46,6 +57,8 @@ def _fmt(value: float | None, unit: str) -> str:
         return f"{value * 1000:.0f} ms" if value >= 0.1 else f"{value * 1000:.1f} ms"
     if unit == "x":
         return f"{value:.2f}x"
+    if unit == "n":
+        return f"{value:g}"
     return f"{value:.2f} s"
 
 
@@ -185,7 +198,89 @@ def figures(sections: Mapping[str, Any]) -> list[dict[str, Any]]:
                 _ratio_row("scale.up.ratio", f"scale: good deploy {n} services, ratio",
                            up["ours"], up["compose"], limit=1.3),
             ]
+    rows += _zero_downtime(sections.get("zerodowntime"))
     return rows
+
+
+MODE_LABELS = {"compose": "compose up -d --wait", "stop-first": "ours stop-first",
+               "start-first": "ours start-first", "canary": "ours canary",
+               "swarm": "Swarm start-first"}
+ZERO_TARGET = ("start-first", "canary")  # the modes whose target is 0 failed, 0 broken
+
+
+def _zero_downtime(zd: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    if not isinstance(zd, dict):
+        return rows
+    proxy = zd.get("proxy") or {}
+    f = proxy.get("figures") or {}
+    rate = proxy.get("rate")
+    for case in proxy.get("cases", []):
+        for mode in proxy.get("modes", []):
+            got = f.get(f"{mode}.{case}") or {}
+            label = f"zerodowntime/{case} release, {MODE_LABELS.get(mode, mode)}"
+            goal = mode in ZERO_TARGET
+            rows += [
+                _zero_row(f"zerodowntime.{mode}.{case}.failed",
+                          f"{label}: failed requests per deploy ({rate:g} req/s)",
+                          got.get("failed"), target=goal),
+                _zero_row(f"zerodowntime.{mode}.{case}.broken_served",
+                          f"{label}: requests answered by the broken release",
+                          got.get("broken_served"), target=goal),
+                _row(f"zerodowntime.{mode}.{case}.deploy", f"{label}: deploy command",
+                     got.get("deploy_seconds")),
+            ]
+    start, stop = f.get("start-first.good") or {}, f.get("stop-first.good") or {}
+    if start and stop:
+        rows.append(_ratio_row("zerodowntime.start_vs_stop", "zerodowntime/good release: "
+                               "start-first / stop-first deploy duration",
+                               start.get("deploy_seconds"), stop.get("deploy_seconds"),
+                               limit=None))
+    st = zd.get("stubborn") or {}
+    sf = (st.get("figures") or {})
+    grace = st.get("grace")
+    mine, peer, sta = sf.get("stop-first") or {}, sf.get("swarm") or {}, sf.get("start-first")
+    if mine:
+        rows += [
+            _row("zerodowntime.stubborn.stop_first.healthy", f"stubborn (ignores SIGTERM, grace "
+                 f"{grace:g}s): ours stop-first, until old release healthy",
+                 mine.get("healthy_again")),
+            _row("zerodowntime.stubborn.stop_first.exit", "stubborn: ours stop-first, until "
+                 f"exit 1 (restored, soaked {st.get('soak')})", mine.get("exit")),
+            _row("zerodowntime.stubborn.floor", "stubborn: floor (broken start -> unhealthy "
+                 "+ restored start -> healthy)", mine.get("floor")),
+            _row("zerodowntime.stubborn.over", "stubborn: ours until old healthy - floor - "
+                 "one grace period", mine.get("over_floor_and_grace"), limit=2.0, op="<="),
+        ]
+    if peer:
+        rows += [
+            _row("zerodowntime.stubborn.swarm.done", "stubborn: Swarm, until "
+                 "rollback_completed + healthy", peer.get("done")),
+            _row("zerodowntime.stubborn.swarm.healthy", "stubborn: Swarm, until old release "
+                 "healthy", peer.get("healthy_again")),
+        ]
+        if mine:
+            rows.append(_ratio_row("zerodowntime.stubborn.ratio", "stubborn: ratio ours/Swarm "
+                                   "(old healthy vs rollback_completed + healthy)",
+                                   mine.get("healthy_again"), peer.get("done"), limit=None))
+    if sta:
+        rows += [
+            _row("zerodowntime.stubborn.start_first.gone", "stubborn: ours start-first, until "
+                 "the failed container is gone", sta.get("failed_gone")),
+            _row("zerodowntime.stubborn.start_first.exit", "stubborn: ours start-first, until "
+                 "exit 1", sta.get("exit")),
+            _zero_row("zerodowntime.stubborn.start_first.old_stopped", "stubborn: ours "
+                      "start-first, old containers stopped", sta.get("old_stopped"), target=True),
+        ]
+    return rows
+
+
+def _vs(row: Mapping[str, Any]) -> str:
+    if row["verdict"] in ("ok", "MISS") and row["vs_target"] is None:
+        return str(row["verdict"])  # a count against "none": no ratio to show
+    if row["verdict"] == "n/a":
+        return "n/a"
+    return "" if row["vs_target"] is None else f"{row['vs_target']:.2f} {row['verdict']}"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -194,9 +289,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         unit = r["unit"]
         target = r["target"]
-        vs = "" if r["vs_target"] is None else f"{r['vs_target']:.2f} {r['verdict']}"
-        if r["verdict"] == "n/a":
-            vs = "n/a"
+        vs = _vs(r)
         med = _fmt(r["median"], unit)
         if r["compared"] == "p95":
             med = f"{med} (p95 {_fmt(r['p95'], unit)})"
@@ -218,7 +311,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         med = _fmt(r["median"], unit)
         if r["compared"] == "p95":
             med = f"{med} (p95 {_fmt(r['p95'], unit)})"
-        vs = "" if r["vs_target"] is None else f"{r['vs_target']:.2f} {r['verdict']}"
+        vs = _vs(r)
         cells = [r["figure"], med, _fmt(r["min"], unit), _fmt(r["max"], unit), str(r["n"]),
                  r["target"] or "-", vs or "-"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")

@@ -27,12 +27,12 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import cli_latency, deploys, detect, recover, report
+from bench import cli_latency, deploys, detect, recover, report, zero_downtime
 from bench.common import REPO, BenchError, log, workspace
 
 #: Run order: the CLI latencies first, before the sections that leave dozens of containers
 #: probing their health behind them (the load average lags minutes behind).
-SECTIONS = ("cli", "recover", "detect", "overhead", "scale")
+SECTIONS = ("cli", "recover", "detect", "overhead", "scale", "zerodowntime")
 RESULTS = REPO / "bench" / "results" / "latest.json"
 
 
@@ -55,6 +55,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--revisions", type=int, help="revisions in the history store (1000)")
     parser.add_argument("--sizes", help="services of the overhead projects (1,20)")
     parser.add_argument("--scale-services", type=int, help="services of the scale project (50)")
+    parser.add_argument("--grace", type=float,
+                        help="zerodowntime: stop grace period of the SIGTERM-ignoring app (10)")
     parser.add_argument("--update-readme", action="store_true",
                         help="write the table into bench/README.md (after the run)")
     parser.add_argument("--render", type=Path, metavar="JSON",
@@ -76,6 +78,10 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     args.pin_reps = base["pin_reps"] if args.reps is None else max(args.reps, base["pin_reps"])
     args.swarm = base["swarm"] and not args.no_swarm
     args.shim = base["shim"] and not args.no_shim
+    if args.grace is None:
+        args.grace = 2.0 if args.tiny else 10.0
+    # The tiny run covers the section with two modes; the others need the same code paths.
+    args.zd_modes = ("stop-first", "start-first") if args.tiny else zero_downtime.MODES
     args.sections = [s.strip() for s in (args.only or ",".join(SECTIONS)).split(",") if s]
     unknown = sorted(set(args.sections) - set(SECTIONS))
     if unknown:
@@ -163,13 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     data: dict[str, Any] = {"meta": meta(), "config": {
         k: getattr(args, k) for k in ("sections", "reps", "soak", "detect_runs", "cli_runs",
                                       "revisions", "sizes", "scale_services", "pin_reps",
-                                      "swarm", "shim", "quick", "tiny")},
+                                      "swarm", "shim", "quick", "tiny", "grace",
+                                      "zd_modes")},
         "sections": {}, "errors": {}}
     variants = ["healthy"]
     if "recover" in args.sections:
         variants += ["unhealthy", "crash"]
     elif "detect" in args.sections:
         variants.append("crash")
+    if "zerodowntime" in args.sections:
+        variants += [v for v in ("unhealthy", "stubborn", "stubborn-unhealthy")
+                     if v not in variants]
     try:
         with workspace(variants) as space:
             for name in args.sections:
@@ -177,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 began, load = time.monotonic(), os.getloadavg()[0]
                 try:
                     data["sections"][name] = run_section(name, space, args)
+                    # A part of a section that failed while the rest measured (zerodowntime).
+                    if data["sections"][name].get("errors"):
+                        data["errors"][name] = json.dumps(data["sections"][name]["errors"])
                 except BenchError as error:
                     log(f"section {name} failed: {error}")
                     data["errors"][name] = str(error)[-4000:]
@@ -216,6 +229,9 @@ def run_section(name: str, space: Any, args: argparse.Namespace) -> dict[str, An
     if name == "cli":
         return cli_latency.run(space, revisions=args.revisions, runs=args.cli_runs,
                                shim=args.shim)
+    if name == "zerodowntime":
+        return zero_downtime.run(space, reps=reps(args, 3), modes=args.zd_modes,
+                                 grace=args.grace, soak_seconds=args.soak, swarm=args.swarm)
     return deploys.scale(space, services=args.scale_services, reps=reps(args, 3),
                          pin_reps=args.pin_reps, warmup=not args.tiny)
 

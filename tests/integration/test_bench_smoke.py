@@ -1,7 +1,8 @@
 """Smoke run of the benchmark harness, so it cannot rot: ``bench/run.py --tiny --reps 1``.
 
 One repetition on a tiny configuration (1- and 3-service projects, a 50-revision store, our
-time to recover without the Swarm peer, no install). It asserts only that the harness ran and
+time to recover without the Swarm peer, no install, zero-downtime rollouts behind HAProxy in
+two modes with a 2 s grace period). It asserts only that the harness ran and
 wrote its JSON with the expected keys: benchmarks print figures, they never fail on a number.
 """
 
@@ -21,14 +22,16 @@ from support.testimages import find_busybox
 pytestmark = pytest.mark.docker
 
 REPO = Path(__file__).resolve().parents[2]
-SECTIONS = {"recover", "detect", "overhead", "cli", "scale"}
+SECTIONS = {"recover", "detect", "overhead", "cli", "scale", "zerodowntime"}
 ROW_KEYS = {"id", "figure", "unit", "median", "min", "max", "n", "target", "vs_target",
             "verdict"}
 # One figure of each section that the tiny configuration must produce.
 SOME_FIGURES = {
     "recover.unhealthy.ours.exit", "recover.crash.ours.healthy", "detect.finished_at",
     "overhead.1.ratio", "cli.history", "cli.--help", "cli.docker compose ps", "scale.pinning",
-    "scale.up.ratio",
+    "scale.up.ratio", "zerodowntime.start-first.broken.failed",
+    "zerodowntime.stop-first.good.broken_served", "zerodowntime.start_vs_stop",
+    "zerodowntime.stubborn.over", "zerodowntime.stubborn.start_first.old_stopped",
 }
 
 
