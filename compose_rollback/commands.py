@@ -9,11 +9,9 @@ from typing import Any
 
 from compose_rollback import __version__
 from compose_rollback.context import Context, author, notice_interrupted
-from compose_rollback.deploy import project_settings, read_models, render_revision
 from compose_rollback.dockerdata import ImageInfo, check_compose
 from compose_rollback.errors import BadInput, NothingRunning, RollbackError, UnsafeStoreEntry
 from compose_rollback.lock import now_iso
-from compose_rollback.overlay import pinned_service
 from compose_rollback.pinning import Pin, is_retention_tag, keep_alive, pin_one
 from compose_rollback.project import check_files
 from compose_rollback.revisions import Revision, checksum, revision_file, shown
@@ -137,6 +135,9 @@ def pin(ctx: Context, *, message: str) -> Revision:
     """Record what runs now as a revision, without deploying (adopt a running project)."""
     engine, project = ctx.engine, ctx.project
     check_files(project)
+    from compose_rollback.deploy import project_settings, read_models, render_revision
+    from compose_rollback.overlay import pinned_service
+
     model, snapshot = read_models(ctx)
     project_settings(ctx, snapshot)
     pins = _running_pins(ctx, model)
@@ -208,6 +209,8 @@ def prune(ctx: Context, *, keep: int | None) -> list[int]:
     with ctx.locked("prune"):
         if keep is None:
             check_files(ctx.project)
+            from compose_rollback.deploy import project_settings
+
             keep = project_settings(ctx, ctx.engine.config(ctx.project, interpolate=False)).keep
         if keep < 1:
             raise BadInput("--keep must be at least 1")

@@ -290,6 +290,7 @@ def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
     with ThreadPoolExecutor(max_workers=2) as pool:
         model = pool.submit(ctx.engine.config, ctx.project, interpolate=True)
         snapshot = pool.submit(non_interpolated, ctx.engine, ctx.project)
+        ctx.engine.warm()  # while compose reads the project
         resolved = model.result()  # first: a project compose rejects is reported as such
         return resolved, derive(engine=ctx.engine, project=ctx.project, model=resolved,
                                 snapshot=snapshot.result())

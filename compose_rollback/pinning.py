@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from compose_rollback.dockerdata import ImageInfo, repository
 from compose_rollback.errors import DockerFailed, UnpinnableImages
-from compose_rollback.overlay import is_provider
 from compose_rollback.project import Project
 
 RETENTION_PREFIX = "rollback-"
@@ -69,6 +68,8 @@ def providers(model: Mapping[str, Any], services: Sequence[str],
               progress: Callable[[str], None]) -> list[str]:
     """The services run by a provider plugin (``provider:``, no image): there is nothing to
     pin, so they are kept in the revision as they are, unpinned, and said so."""
+    from compose_rollback.overlay import is_provider  # the YAML parser: not for read-only commands
+
     found = [s for s in services if is_provider(model["services"][s])]
     for service in found:
         kind = model["services"][service]["provider"].get("type", "?")

@@ -71,6 +71,9 @@ class FakeEngine:
         for service, image_id in services.items():
             self._create(service, image_id, "", 1, {})
 
+    def warm(self) -> None:
+        pass
+
     def config(self, project: Project, *, interpolate: bool) -> dict[str, Any]:
         return copy.deepcopy(self.model)
 
