@@ -194,7 +194,10 @@ def recorded_in(*, directory: Path, store: Path) -> dict[int, str]:
     """Revision number -> the newest commit that added its file; empty outside git."""
     try:
         repo = Repository.of(directory=directory, store=store)
-        done = _run(repo.top, "log", "--diff-filter=A", "--format=%x00%H", "--name-only",
+        # --no-renames: a revision file added as another one is pruned is an addition, not
+        # a rename (git log detects renames by default; the files are near-identical).
+        done = _run(repo.top, "log", "--no-renames", "--diff-filter=A", "--format=%x00%H",
+                    "--name-only",
                     "--", repo.path("revisions"), timeout=30)
     except GitProblem:
         return {}
@@ -237,7 +240,7 @@ def revision_of(ref: str, *, directory: Path, store: Path,
             raise UnknownGitRevision(ref, "is neither a revision number nor a commit of this "
                                      "repository (unknown or ambiguous)")
         commit = done.stdout.strip()
-        added = _checked(repo.top, "diff-tree", "--root", "--no-commit-id", "-r",
+        added = _checked(repo.top, "diff-tree", "--no-renames", "--root", "--no-commit-id", "-r",
                          "--name-only", "--diff-filter=A", commit, "--", repo.path("revisions"))
     except GitProblem as error:
         raise UnknownGitRevision(ref, f"cannot be looked up in git: {error.problem}"
