@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from core_helpers import FAST, cli, cli_json, history, running_image, service, services
@@ -51,7 +52,7 @@ def make_repo(project: ComposeProject, compose: str, *, where: Path | None = Non
 
 
 def run(project: ComposeProject, *args: str, check: int,
-        env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], object]:
+        env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], Any]:
     return cli_json(project, *args, check=check, env={**_git_env(project.dir.parent),
                                                       **(env or {})})
 
@@ -90,7 +91,7 @@ def test_commit_records_each_decision_and_touches_nothing_else(
     _, result = run(project, "up", *FAST, "-m", "release 1", "--commit", check=0)
 
     head = git(repo, "rev-parse", "HEAD").strip()
-    assert result["commit"] == head, result  # type: ignore[index]
+    assert result["commit"] == head, result
     assert git(repo, "log", "-1", "--format=%an <%ae>|%s") == (
         f"Ada Tester <ada@example.invalid>|compose-rollback: {project.name} revision 1 "
         "deployed — release 1\n")
@@ -111,14 +112,14 @@ def test_commit_records_each_decision_and_touches_nothing_else(
     assert git(repo, "log", "-1", "--format=%s") == (
         f"compose-rollback: {project.name} revision 2 failed (restored 1) — release 2\n")
     assert "Reason: web" in git(repo, "log", "-1", "--format=%b")
-    assert failed["commit"] == git(repo, "rev-parse", "HEAD").strip()  # type: ignore[index]
+    assert failed["commit"] == git(repo, "rev-parse", "HEAD").strip()
     assert running_image(project, "web") == images.id("healthy")
 
     revs = {r["number"]: r for r in history(project)}
     assert revs[1]["git"] == source
     # made from the commit that recorded revision 1, with compose.yaml changed since
     assert revs[2]["git"] == f"{head[:12]} (compose files modified)"
-    assert (revs[1]["recorded_in"], revs[2]["recorded_in"]) == (head, failed["commit"])  # type: ignore[index]
+    assert (revs[1]["recorded_in"], revs[2]["recorded_in"]) == (head, failed["commit"])
     text = cli(project, "history").stdout.splitlines()
     assert text[0].split()[4:6] == ["FROM", "RECORDED"]
     assert text[1].split()[4:6] == [source, head[:12]]
@@ -128,7 +129,7 @@ def test_commit_records_each_decision_and_touches_nothing_else(
     count = git(repo, "rev-list", "--count", "HEAD")
     _, reverted = run(project, "revert", "--to", "first-release", *FAST, "--no-commit",
                       check=0)
-    assert reverted["commit"] is None  # type: ignore[index]
+    assert reverted["commit"] is None
     assert git(repo, "rev-list", "--count", "HEAD") == count
     assert history(project)[-1]["restores"] == 1
 
@@ -145,7 +146,7 @@ def test_revert_to_a_git_revision(project: ComposeProject, images: AppImages) ->
     assert running_image(project, "web") == images.id("nohealthcheck")
 
     _, result = run(project, "revert", "--to", "HEAD~1", *FAST, check=0)
-    assert (result["outcome"], result["revision"]) == ("deployed", 3)  # type: ignore[index]
+    assert (result["outcome"], result["revision"]) == ("deployed", 3)
     assert history(project)[-1]["restores"] == 1
     assert running_image(project, "web") == images.id("healthy")
     assert git(repo, "log", "-1", "--format=%s") == (
@@ -220,7 +221,7 @@ def test_when_git_cannot_commit_it_is_a_warning_and_the_exit_code_stands(
 
     done, result = run(project, "up", *FAST, "--commit", check=0, env=env)
 
-    assert result["outcome"] == "deployed" and result["commit"] is None  # type: ignore[index]
+    assert result["outcome"] == "deployed" and result["commit"] is None
     warnings = [line for line in done.stderr.splitlines() if "not committed to git" in line]
     assert len(warnings) == 1, done.stderr
     expected = {"not-a-repo": "is not in a git repository", "hook": "rejected by policy",
@@ -245,7 +246,7 @@ def test_a_failed_deploy_keeps_exit_1_when_the_commit_is_rejected(
     project.write_file("compose.yaml", X_COMMIT + "services:\n" + _indent(
         services(web=service(images.local("unhealthy")))))
     done, result = run(project, "up", *FAST, check=1)
-    assert result["outcome"] == "rolled_back"  # type: ignore[index]
+    assert result["outcome"] == "rolled_back"
     assert "frozen branch" in done.stderr and "revision 2 was not committed" in done.stderr
 
 
