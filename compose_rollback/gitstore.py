@@ -243,8 +243,8 @@ def revision_of(ref: str, *, directory: Path, store: Path,
         added = _checked(repo.top, "diff-tree", "--no-renames", "--root", "--no-commit-id", "-r",
                          "--name-only", "--diff-filter=A", commit, "--", repo.path("revisions"))
     except GitProblem as error:
-        raise UnknownGitRevision(ref, f"cannot be looked up in git: {error.problem}"
-                                 ) from error
+        raise UnknownGitRevision(ref, "is neither a revision number nor a git revision "
+                                 f"({error.problem})") from error
     numbers = [n for n in _numbers(added.splitlines(), prefix=repo.path("revisions/"))
                if n in known]
     if not numbers:
