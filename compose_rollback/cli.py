@@ -59,6 +59,10 @@ OrchestratorOpt = Annotated[str | None, typer.Option(
     "--orchestrator", metavar="NAME",
     help="compose (one engine) or swarm (docker stack deploy). "
     "Default: x-rollback.orchestrator or compose.")]
+CommitOpt = Annotated[bool | None, typer.Option(
+    "--commit/--no-commit",
+    help="Commit the revision store to git once the revision is decided (only the store's "
+    "files). Default: x-rollback.git (commit or off).")]
 WaitLockOpt = Annotated[str | None, typer.Option(
     "--wait-lock", metavar="DURATION",
     help="Wait this long for another operation's lock instead of failing.")]
@@ -167,6 +171,7 @@ def up(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the revision and the plan; change nothing.")] = False,
     wait_lock: WaitLockOpt = None, orchestrator: OrchestratorOpt = None, as_json: JsonOpt = False,
+    commit: CommitOpt = None,
 ) -> None:
     """Deploy with pinned images and health gates; revert to the last good revision on failure."""
     from compose_rollback import deploy
@@ -176,7 +181,7 @@ def up(
     dry = dry_run or bool(_state["invocation"].compose.get("dry_run"))
     result = deploy.up(_ctx(wait_lock, orchestrator), services=services or [], build=build,
                        pull=pull, message=message, overrides=_overrides(timeout, min_healthy),
-                       rollback=not no_rollback, dry_run=dry)
+                       rollback=not no_rollback, dry_run=dry, commit=commit)
     _finish(result, as_json)
 
 
@@ -184,26 +189,30 @@ def up(
 def revert(
     *, to: Annotated[str | None, typer.Option(
         "--to", metavar="REV",
-        help="Revision to restore (default: the last good one before the current).")
+        help="Revision to restore: its number, or a git revision (HEAD~3, a commit id, a tag) "
+        "of the commit that recorded it. Default: the last good one before the current.")
     ] = None,
     message: MessageOpt = "", timeout: TimeoutOpt = None, min_healthy: SoakOpt = None,
     wait_lock: WaitLockOpt = None, orchestrator: OrchestratorOpt = None, as_json: JsonOpt = False,
+    commit: CommitOpt = None,
 ) -> None:
     """Go back to the last good revision, or to any kept revision (recorded as a new one)."""
     from compose_rollback import deploy
 
     result = deploy.revert(_ctx(wait_lock, orchestrator), to=to, message=message,
-                           overrides=_overrides(timeout, min_healthy))
+                           overrides=_overrides(timeout, min_healthy), commit=commit)
     _finish(result, as_json)
 
 
 @app.command()
 def history(*, as_json: JsonOpt = False) -> None:
     """List revisions: number, time, status, message, images, and why failed ones failed."""
-    from compose_rollback.context import history as read_history
+    from compose_rollback.context import history_with_commits as read_history
 
-    revisions = read_history(_ctx())
-    _emit(as_json, lambda: [r.to_json() for r in revisions], lambda: render.history(revisions))
+    revisions, recorded = read_history(_ctx())
+    _emit(as_json, lambda: [{**r.to_json(), "recorded_in": recorded.get(r.number)}
+                            for r in revisions],
+          lambda: render.history(revisions, recorded=recorded))
 
 
 @app.command()

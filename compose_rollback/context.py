@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -116,6 +115,16 @@ def history(ctx: Context) -> list[Revision]:
     """Every revision, oldest first (after noticing an operation that was cut off)."""
     notice_interrupted(ctx)
     return ctx.store.revisions()
+
+
+def history_with_commits(ctx: Context) -> tuple[list[Revision], dict[int, str]]:
+    """Every revision, and the git commit that recorded each one (where one did)."""
+    from compose_rollback.gitstore import recorded_in
+
+    revisions = history(ctx)
+    recorded = recorded_in(directory=ctx.project.directory, store=ctx.store.root) \
+        if revisions else {}
+    return revisions, recorded
 
 
 def notice_interrupted(ctx: Context) -> None:
@@ -290,16 +299,17 @@ def author(project: Project) -> Author:
 
 
 def _git_commit(project: Project) -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(project.directory), "rev-parse", "--short=12",
-                               "HEAD"], capture_output=True, text=True, timeout=5, check=False)
-        if head.returncode != 0:
-            return ""
-        files = [str(f) for f in project.files]
-        dirty = subprocess.run(["git", "-C", str(project.directory), "status", "--porcelain",
-                                "--", *files], capture_output=True, text=True, timeout=5,
-                               check=False)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    suffix = " (compose files modified)" if dirty.stdout.strip() else ""
-    return head.stdout.strip() + suffix
+    from compose_rollback.gitstore import source_commit
+
+    return source_commit(directory=project.directory, files=project.files)
+
+
+def commit_wanted(project: Project, flag: bool | None) -> bool:
+    """``--commit``/``--no-commit``, else ``x-rollback.git`` of the compose files (read without
+    compose, as ``revert`` reads no project model)."""
+    if flag is not None:
+        return flag
+    from compose_rollback.settings import git_mode
+
+    return git_mode(_top_setting(project.files, "git") or "off", path="x-rollback.git") \
+        == "commit"

@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from compose_rollback.context import Author, Context, author
+from compose_rollback.context import Author, Context, author, commit_wanted
 from compose_rollback.dockerdata import ImageInfo
 from compose_rollback.errors import (
     BadInput,
@@ -73,6 +73,8 @@ class DeployResult:
     actions: Mapping[str, str] = field(default_factory=dict)
     #: The rollout's steps and how each ended, forward then back (a restore's), in order.
     steps: Sequence[StepReport] = field(default=())
+    #: The git commit that recorded the decided revision (``--commit``, ``x-rollback.git``).
+    commit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class Overrides:
 
 def up(
     ctx: Context, *, services: Sequence[str], build: bool, pull: str | None, message: str,
-    overrides: Overrides, rollback: bool, dry_run: bool,
+    overrides: Overrides, rollback: bool, dry_run: bool, commit: bool | None = None,
 ) -> DeployResult:
     """Pin, record and deploy the project as its compose files describe it now."""
     project = ctx.project
@@ -134,17 +136,21 @@ def up(
                            inspected=inspected)
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
                             overrides=overrides, rollback=rollback, plan=changes,
-                            before=before)
+                            before=before, commit=settings.git == "commit"
+                            if commit is None else commit)
 
 
-def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) -> DeployResult:
-    """Reapply the last good revision before the current one (or ``to``) as a new revision."""
+def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides,
+           commit: bool | None = None) -> DeployResult:
+    """Reapply the last good revision before the current one (or ``to``: a revision number,
+    or a git revision that recorded one) as a new revision."""
+    wanted = commit_wanted(ctx.project, commit)
     with ctx.locked("revert"), ThreadPoolExecutor(max_workers=1) as pool:
         before = pool.submit(_restart_counts, ctx)
         revisions = ctx.store.revisions()
         current = ctx.store.current(revisions)
         if to is not None:
-            target = ctx.store.get(to, revisions)
+            target = ctx.store.get(_revision_number(ctx, to, revisions), revisions)
         else:
             earlier = [r for r in revisions if r.status == "superseded"
                        and (current is None or r.number < current.number)]
@@ -170,7 +176,19 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides) 
                         ctx.store.overlay_data(current)["services"] if current else {},
                         data["services"])
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
-                            overrides=overrides, rollback=True, plan=plan, before=before)
+                            overrides=overrides, rollback=True, plan=plan, before=before,
+                            commit=wanted)
+
+
+def _revision_number(ctx: Context, to: str, revisions: Sequence[Revision]) -> str:
+    """``--to``: a number is a revision number; anything else a git revision (``HEAD~3``, a
+    commit id, a tag) naming the commit that recorded the revision."""
+    if to.strip().isdigit():
+        return to
+    from compose_rollback.gitstore import revision_of
+
+    return str(revision_of(to, directory=ctx.project.directory, store=ctx.store.root,
+                           known={r.number: r for r in revisions}))
 
 
 # -- building a revision ----------------------------------------------------------------------
@@ -341,12 +359,19 @@ def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings, *,
 def _transaction(
     ctx: Context, *, revision: Revision, previous: Revision | None, settings: Settings,
     overrides: Overrides, rollback: bool, plan: Sequence[Change],
-    before: Future[dict[str, int]] | None = None,
+    before: Future[dict[str, int]] | None = None, commit: bool = False,
 ) -> DeployResult:
-    """Apply and gate ``revision``; restore ``previous`` on failure; run hooks on the result."""
+    """Apply and gate ``revision``; restore ``previous`` on failure; commit the store to git
+    when asked; run hooks on the result."""
     result = replace(_settle(ctx, revision=revision, previous=previous, settings=settings,
                              overrides=overrides, rollback=rollback, plan=plan, before=before),
                      steps=tuple(ctx.steps))
+    if commit and result.revision is not None:  # before the hooks, so post_up may push it
+        from compose_rollback.gitstore import commit_decision
+
+        result = replace(result, commit=commit_decision(
+            project=ctx.project, store=ctx.store, number=result.revision,
+            progress=ctx.progress))
     _announce(ctx, settings, result, previous)
     return result
 

@@ -85,6 +85,18 @@ class UnknownRevision(BadInput):
         self.revision = revision
 
 
+class UnknownGitRevision(BadInput):
+    """``revert --to <ref>``: the ref is not a number and names no commit that recorded a
+    revision of this project."""
+
+    def __init__(self, ref: str, problem: str) -> None:
+        shown = ref if len(ref) <= 60 else ref[:57] + "..."
+        super().__init__(f"--to {shown!r} {problem}",
+                         hint="list the revisions and the commits that recorded them: "
+                         "docker compose rollback history")
+        self.ref = ref
+
+
 class CorruptRevision(BadInput):
     """A revision file or the history does not match what was written."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -32,17 +32,23 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def history(revisions: Sequence[Revision]) -> str:
+def history(revisions: Sequence[Revision], *, recorded: Mapping[int, str] | None = None) -> str:
+    """The history table; with git, a FROM column (the commit of the compose files, ``+`` when
+    they were modified) and RECORDED (the commit that recorded the revision)."""
     if not revisions:
         return "no revisions yet: run `docker compose rollback up`"
+    recorded = recorded or {}
+    with_git = any(r.git for r in revisions) or bool(recorded)
     rows: list[list[str]] = []
     for r in revisions:
         images = ", ".join(f"{s}={short_image(p.image)}" for s, p in sorted(r.pins.items()))
         note = r.message
         if r.restores is not None and "revert" not in note:
             note = f"{note} (restores {r.restores})".strip()
-        rows.append([str(r.number), r.created, r.status, r.kind, note, images])
-    lines = table(["REVISION", "CREATED", "STATUS", "KIND", "MESSAGE", "IMAGES"], rows)
+        git = [source_commit(r.git), recorded.get(r.number, "")[:12] or "-"] if with_git else []
+        rows.append([str(r.number), r.created, r.status, r.kind, *git, note, images])
+    lines = table(["REVISION", "CREATED", "STATUS", "KIND",
+                   *(["FROM", "RECORDED"] if with_git else []), "MESSAGE", "IMAGES"], rows)
     out = lines.splitlines()[:1]
     indent = " " * (out[0].index("STATUS"))
     for r, line in zip(revisions, lines.splitlines()[1:], strict=True):
@@ -51,6 +57,15 @@ def history(revisions: Sequence[Revision]) -> str:
             back = f"; restored {r.restored_to}" if r.restored_to else ""
             out.append(f"{indent}reason: {r.reason}{back}")
     return "\n".join(out)
+
+
+def source_commit(git: str) -> str:
+    """A revision's ``git`` header (``0123456789ab (compose files modified)``) in short:
+    ``0123456789ab+`` when the files differed from that commit."""
+    if not git:
+        return "-"
+    commit, _, rest = git.partition(" ")
+    return commit + ("+" if rest else "")
 
 
 def deploy(result: DeployResult) -> str:
@@ -74,6 +89,8 @@ def deploy(result: DeployResult) -> str:
     if any(s.strategy != "stop-first" for s in result.steps):  # a plain up needs no story
         lines += [f"  step: {s.describe()}" + (" (way back)" if s.back else "")
                   for s in result.steps]
+    if result.commit:
+        lines.append(f"  recorded in git commit {result.commit[:12]}")
     if result.failure is not None and result.failure.logs:
         logs = "\n".join(f"    | {line}" for line in result.failure.logs.splitlines()[-10:])
         lines.append(f"  last log lines of {result.failure.container}:\n{logs}")
@@ -93,6 +110,7 @@ def deploy_json(result: DeployResult, *, exit_code: int) -> dict[str, Any]:
                   "config_changed": c.config_changed} for c in result.plan],
         "overlay": result.overlay or None,
         "steps": [s.to_json() for s in result.steps],
+        "commit": result.commit,
         **({"would_build": sorted(s for s, a in result.actions.items() if a == "build"),
             "would_pull": sorted(s for s, a in result.actions.items() if a == "pull")}
            if result.outcome == "dry_run" else {}),

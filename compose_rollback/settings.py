@@ -41,6 +41,15 @@ def _orchestrator(value: object, *, path: str) -> str:
     return str(value)
 
 
+def git_mode(value: object, *, path: str) -> str:
+    """``x-rollback.git``: ``commit`` (commit the store after each decision) or ``off``."""
+    if value is False:
+        return "off"
+    if value not in ("commit", "off"):
+        raise SettingsError(path, f"expected commit or off, got {value!r}")
+    return str(value)
+
+
 def _relative_dir(value: object, *, path: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SettingsError(path, f"expected a directory path, got {value!r}")
@@ -112,6 +121,7 @@ class Settings:
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     rollout: RolloutConfig | None = None  # deploy.update_config & co (rollout.config)
     orchestrator: str = "compose"  # or swarm (Context.orchestrator_name decides, flag first)
+    git: str = "off"  # or commit: the store committed after each decision (gitstore)
 
     def gates_for(self, service: str) -> tuple[GateSpec, ...]:
         own = self.for_service(service).gates
@@ -159,6 +169,7 @@ _PROJECT_KEYS: dict[str, Parser] = {
     "hooks": lambda v, *, path: parse_hooks(v, path=path),
     "drain": parse_duration,
     "orchestrator": _orchestrator,
+    "git": git_mode,
 }
 _SERVICE_KEYS: dict[str, Parser] = {
     "timeout": parse_duration,
