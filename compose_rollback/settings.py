@@ -112,6 +112,7 @@ class Settings:
     services: Mapping[str, ServiceSettings] = field(default_factory=dict)
     rollout: RolloutConfig | None = None  # deploy.update_config & co (rollout.config)
     orchestrator: str = "compose"  # or swarm (Context.orchestrator_name decides, flag first)
+    watch: float = 0.0  # after a deploy succeeds, keep every gate running this long (watch.py)
 
     def gates_for(self, service: str) -> tuple[GateSpec, ...]:
         own = self.for_service(service).gates
@@ -159,6 +160,7 @@ _PROJECT_KEYS: dict[str, Parser] = {
     "hooks": lambda v, *, path: parse_hooks(v, path=path),
     "drain": parse_duration,
     "orchestrator": _orchestrator,
+    "watch": parse_duration,
 }
 _SERVICE_KEYS: dict[str, Parser] = {
     "timeout": parse_duration,
