@@ -179,11 +179,15 @@ def up(
         raise SettingsError("--pull", f"expected always, missing or never, got {pull!r}")
     dry = dry_run or bool(_state["invocation"].compose.get("dry_run"))
     window = _duration(watch_for, "--watch")
+    if window and no_rollback:
+        raise SettingsError("--watch", "cannot be combined with --no-rollback: a watch reverts "
+                            "on a failure; drop one of them")
     ctx, overrides = _ctx(wait_lock, orchestrator), _overrides(timeout, min_healthy)
     result = deploy.up(ctx, services=services or [], build=build, pull=pull, message=message,
                        overrides=overrides, rollback=not no_rollback, dry_run=dry)
     if not dry:
-        result = watch.after_up(ctx, result, duration=window, overrides=overrides)
+        result = watch.after_up(ctx, result, duration=0.0 if no_rollback else window,
+                                overrides=overrides)
     _finish(result, as_json)
 
 

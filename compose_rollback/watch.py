@@ -56,7 +56,10 @@ def after_up(ctx: Context, result: DeployResult, *, duration: float | None,
     revision = ctx.store.get(result.revision)
     if duration is None:
         duration = watch_settings(ctx, revision, overrides).watch
-    if not duration or ctx.orchestrator_name() == "swarm":
+    if not duration:
+        return result
+    if ctx.orchestrator_name() == "swarm":
+        ctx.progress("not watched: the watch window works with the compose orchestrator only")
         return result
     # ``newest`` is this revision, not what the history holds now: an operation that came
     # between the deploy's lock and this line supersedes the watch too.

@@ -205,3 +205,34 @@ def test_an_http_probe_failing_during_the_watch_reverts(
     assert running_image(project, "app") == v1
     revs = {r["number"]: r for r in history(project)}
     assert revs[2]["status"] == "failed" and "during the watch" in revs[2]["reason"]
+
+
+@pytest.mark.docker
+def test_an_endless_watch_ends_with_0_on_sigterm_and_when_an_up_supersedes_it(
+    project: ComposeProject, images: AppImages
+) -> None:
+    _, v2 = two_releases(project, images)  # compose.yaml names v2; revision 1 runs v1
+    job = start(project, "watch", "--json")
+    watching(project, job)
+    os.kill(job.proc.pid, signal.SIGTERM)  # how systemd stops a unit
+    code, data, err = job.result()
+    assert (code, data["watch"]) == (0, "interrupted"), err
+    assert "watch ended by interrupt; revision 1 stays deployed" in err
+
+    job = start(project, "watch", "--json")
+    watching(project, job)
+    deployed = project.run("up", *FAST, "--json", check=None, timeout=240)
+    assert deployed.returncode == 0, deployed.stderr
+    code, data, err = job.result()
+    assert (code, data["watch"]) == (0, "superseded by up"), err
+    assert {r["number"]: r["status"] for r in history(project)} == \
+        {1: "superseded", 2: "deployed"}
+    assert running_image(project, "app") == v2
+
+
+def test_watch_and_no_rollback_together_are_refused(project: ComposeProject) -> None:
+    project.write_file("compose.yaml", "services: {app: {image: crt-none:never}}\n")
+    result = project.run("up", "--watch", "10s", "--no-rollback", check=2, timeout=60)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--watch: cannot be combined with --no-rollback" in lines[0]
+    assert not (project.dir / ".rollback").exists()
