@@ -284,7 +284,12 @@ def end_watches(root: Path, *, by: str) -> list[int]:
             with contextlib.suppress(OSError):
                 marker.unlink()
             continue
-        atomic_write(marker, json.dumps({**data, "superseded_by": by}))
+        try:  # in place, never created: a watch that ended meanwhile is left alone
+            fd = open_nofollow(marker, os.O_WRONLY | os.O_TRUNC, fix=_machine_local_fix(marker))
+        except FileNotFoundError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({**data, "superseded_by": by}))
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)  # the watcher takes it as an interrupt, reads the note
             told.append(pid)
