@@ -172,16 +172,44 @@ def up(
         "--dry-run", help="Print the revision and the plan; change nothing.")] = False,
     wait_lock: WaitLockOpt = None, orchestrator: OrchestratorOpt = None, as_json: JsonOpt = False,
     commit: CommitOpt = None,
+    watch_for: Annotated[str | None, typer.Option(
+        "--watch", metavar="DURATION",
+        help="Once deployed, keep every gate running this long and revert on a failure "
+        "(0: no watch). Default: x-rollback.watch or no watch.")] = None,
 ) -> None:
     """Deploy with pinned images and health gates; revert to the last good revision on failure."""
-    from compose_rollback import deploy
+    from compose_rollback import deploy, watch
 
     if pull not in (None, "always", "missing", "never"):
         raise SettingsError("--pull", f"expected always, missing or never, got {pull!r}")
     dry = dry_run or bool(_state["invocation"].compose.get("dry_run"))
-    result = deploy.up(_ctx(wait_lock, orchestrator), services=services or [], build=build,
-                       pull=pull, message=message, overrides=_overrides(timeout, min_healthy),
-                       rollback=not no_rollback, dry_run=dry, commit=commit)
+    window = _duration(watch_for, "--watch")
+    if window and no_rollback:
+        raise SettingsError("--watch", "cannot be combined with --no-rollback: a watch reverts "
+                            "on a failure; drop one of them")
+    ctx, overrides = _ctx(wait_lock, orchestrator), _overrides(timeout, min_healthy)
+    result = deploy.up(ctx, services=services or [], build=build, pull=pull, message=message,
+                       overrides=overrides, rollback=not no_rollback, dry_run=dry,
+                       commit=commit)
+    if not dry:
+        result = watch.after_up(ctx, result, duration=0.0 if no_rollback else window,
+                                overrides=overrides, commit=commit)
+    _finish(result, as_json)
+
+
+@app.command("watch")
+def watch_command(
+    *, for_: Annotated[str | None, typer.Option(
+        "--for", metavar="DURATION",
+        help="Watch this long, then exit 0 (default: until interrupted).")] = None,
+    timeout: TimeoutOpt = None, orchestrator: OrchestratorOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Keep every gate of the current revision running; revert to the previous good one on a
+    failure. A revert or up started meanwhile ends the watch."""
+    from compose_rollback import watch
+
+    result = watch.watch(_ctx(orchestrator=orchestrator), duration=_duration(for_, "--for"),
+                         overrides=_overrides(timeout, None))
     _finish(result, as_json)
 
 
@@ -300,6 +328,7 @@ _OUTCOME_CODES: dict[str, ExitCode] = {
     "rolled_back": ExitCode.ROLLED_BACK,
     "failed": ExitCode.ROLLED_BACK,  # --no-rollback: failed, left in place as asked
     "unrestored": ExitCode.NEEDS_PERSON,
+    "watch_interrupted": ExitCode.INTERRUPTED,  # deployed; the watch after it was cut short
 }
 #: Looked up along each error's class hierarchy, nearest class first.
 _ERROR_CODES: dict[type[BaseException], ExitCode] = {

@@ -20,7 +20,7 @@ from compose_rollback.errors import (
     StoreNotWritable,
     WriteFailedAfterApply,
 )
-from compose_rollback.lock import Journal, now_iso, project_lock
+from compose_rollback.lock import Journal, end_watches, now_iso, project_lock
 from compose_rollback.project import Project
 from compose_rollback.redact import Redactor
 from compose_rollback.revisions import Revision, RevisionStore
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from compose_rollback.rollout.report import StepReport
 
 Progress = Callable[[str], None]
+#: Operations that change what runs: each ends the watch of the revision they replace.
+SUPERSEDES = ("up", "revert", "pin")
 
 
 @dataclass
@@ -83,6 +85,8 @@ class Context:
             with project_lock(self.store.root, command=command, wait=self.wait_lock,
                               notice=self.progress):
                 recover(self)
+                if command in SUPERSEDES:  # before anything changes: a watcher must not act
+                    end_watches(self.store.root, by=command)
                 try:
                     yield
                 except (RollbackError, OSError):

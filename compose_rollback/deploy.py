@@ -55,7 +55,9 @@ class Change:
 #: What a deploy ended in; the CLI alone decides which exit code each one is.
 #: ``failed``: left in place (``--no-rollback``); ``unrestored``: failed and nothing good could
 #: be put back (no earlier revision, or its restore failed too): a person must look.
-Outcome = Literal["deployed", "rolled_back", "failed", "unrestored", "dry_run"]
+#: ``watch_interrupted``: deployed, but the watch after it was cut short by the user.
+Outcome = Literal["deployed", "rolled_back", "failed", "unrestored", "dry_run",
+                  "watch_interrupted"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class DeployResult:
     steps: Sequence[StepReport] = field(default=())
     #: The git commit that recorded the decided revision (``--commit``, ``x-rollback.git``).
     commit: str | None = None
+    #: How the watch after the deploy ended (watch.py); empty when there was none.
+    watch: str = ""
 
 
 @dataclass(frozen=True)
@@ -516,3 +520,41 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
         f"{restore_failure.summary()}; the project runs revision {p}'s containers in that "
         "state — check `docker compose ps` and the logs", revision=n, failure=failure,
         plan=plan)
+
+
+def restore_after_watch(ctx: Context, *, failed: Revision, previous: Revision | None,
+                        failure: GateFailure, overrides: Overrides,
+                        commit: bool | None = None) -> DeployResult:
+    """A deployed revision failed during its watch (the lock held): mark it failed and go
+    back to ``previous`` the way a failed gate goes back, hooks and webhook included; the
+    store committed to git as after a deploy (``commit``: the flag, else ``x-rollback.git``)."""
+    n = failed.number
+    settings = _revision_settings(ctx, failed, overrides)
+    ctx.journal.begin("watch", revision=n, restores=previous.number if previous else None)
+    # Failed first, then the previous one current again: never two deployed at once.
+    ctx.store.update(n, status="failed", reason=failure.summary(), finished=now_iso())
+    if previous is None:
+        ctx.journal.end(revision=n, outcome="unrestored")
+        result = DeployResult(
+            "unrestored", f"revision {n} failed: {failure.summary()}; there is no earlier good "
+            "revision to restore, so its containers are left as they are for inspection",
+            revision=n, failure=failure)
+    else:
+        ctx.store.promote(previous.number, finished=previous.finished)
+        result = _restore(ctx, failed=failed, status="failed", failure=failure,
+                          previous=previous, overrides=overrides, plan=(),
+                          discard=sorted(failed.pins))
+    result = replace(result, steps=tuple(ctx.steps))
+    if commit_wanted(ctx.project, commit):
+        from compose_rollback.gitstore import commit_decision
+
+        result = replace(result, commit=commit_decision(
+            project=ctx.project, store=ctx.store, number=n, progress=ctx.progress))
+    _announce(ctx, settings, result, previous)
+    return result
+
+
+def watch_settings(ctx: Context, revision: Revision, overrides: Overrides) -> Settings:
+    """The gates of a deployed revision, its variables' values masked in what it reports."""
+    _mask_secrets(ctx, ctx.store.overlay_data(revision))
+    return _revision_settings(ctx, revision, overrides)

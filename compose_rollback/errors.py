@@ -226,6 +226,15 @@ class NothingRunning(BadInput):
         self.project = project
 
 
+class NothingToWatch(BadInput):
+    """``watch`` on a project that has no deployed (current) revision."""
+
+    def __init__(self, project: str) -> None:
+        super().__init__(f"project {project} has no deployed revision to watch",
+                         hint="deploy one first: docker compose rollback up")
+        self.project = project
+
+
 class MissingVariable(BadInput):
     """A ``${NAME:?why}`` in a setting whose variable is unset (``why``: the file's text)."""
 

@@ -21,6 +21,7 @@ import fcntl
 import json
 import os
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from compose_rollback.errors import Locked
-from compose_rollback.storefiles import open_nofollow, read_nofollow
+from compose_rollback.storefiles import atomic_write, open_nofollow, read_nofollow
 from compose_rollback.testhooks import kill_point
 
 
@@ -234,3 +235,69 @@ class Journal:
 
     def end(self, **data: Any) -> None:
         self.write("end", **data)
+
+
+# -- watch markers ------------------------------------------------------------------------------
+# A watcher does not hold the lock while it watches (a manual `revert` must not wait for it):
+# it leaves a marker beside the lock instead, and an operation that changes what runs notes
+# itself in each marker and sends the watcher SIGTERM. Named ``*.tmp`` so that the
+# ``.gitignore`` every store already has keeps them out of git.
+_MARKER = "watch-{pid}.tmp"
+
+
+@contextmanager
+def watch_marker(root: Path, *, revision: int) -> Iterator[Path]:
+    """Announce this process as the watcher of ``revision`` until the block ends."""
+    path = root / _MARKER.format(pid=os.getpid())
+    atomic_write(path, json.dumps({"pid": os.getpid(), "revision": revision,
+                                   "since": now_iso()}))
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def superseded_by(marker: Path) -> str | None:
+    """The operation that ended this watch (None: nothing did)."""
+    try:
+        data = json.loads(read_nofollow(marker, fix=_machine_local_fix(marker)))
+    except (OSError, ValueError):
+        return None
+    by = data.get("superseded_by") if isinstance(data, dict) else None
+    return str(by) if by else None
+
+
+def end_watches(root: Path, *, by: str) -> list[int]:
+    """Tell every watcher of the project (other than this process) that ``by`` supersedes
+    what it watches; the pids told. Called with the lock held, before anything changes."""
+    told = []
+    for marker in sorted(root.glob(_MARKER.format(pid="*"))):
+        try:
+            data = json.loads(read_nofollow(marker, fix=_machine_local_fix(marker)))
+            pid = int(data["pid"])
+        except (OSError, ValueError, TypeError, KeyError):
+            continue
+        if pid == os.getpid():
+            continue
+        if not _is_ours(pid):  # left by a watcher that died (its pid may be reused)
+            with contextlib.suppress(OSError):
+                marker.unlink()
+            continue
+        try:  # in place, never created: a watch that ended meanwhile is left alone
+            fd = open_nofollow(marker, os.O_WRONLY | os.O_TRUNC, fix=_machine_local_fix(marker))
+        except FileNotFoundError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({**data, "superseded_by": by}))
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)  # the watcher takes it as an interrupt, reads the note
+            told.append(pid)
+    return told
+
+
+def _is_ours(pid: int) -> bool:
+    try:
+        return b"rollback" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

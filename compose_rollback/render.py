@@ -114,6 +114,7 @@ def deploy_json(result: DeployResult, *, exit_code: int) -> dict[str, Any]:
         **({"would_build": sorted(s for s, a in result.actions.items() if a == "build"),
             "would_pull": sorted(s for s, a in result.actions.items() if a == "pull")}
            if result.outcome == "dry_run" else {}),
+        **({"watch": result.watch} if result.watch else {}),
     }
 
 

@@ -122,6 +122,7 @@ class Settings:
     rollout: RolloutConfig | None = None  # deploy.update_config & co (rollout.config)
     orchestrator: str = "compose"  # or swarm (Context.orchestrator_name decides, flag first)
     git: str = "off"  # or commit: the store committed after each decision (gitstore)
+    watch: float = 0.0  # after a deploy succeeds, keep every gate running this long (watch.py)
 
     def gates_for(self, service: str) -> tuple[GateSpec, ...]:
         own = self.for_service(service).gates
@@ -170,6 +171,7 @@ _PROJECT_KEYS: dict[str, Parser] = {
     "drain": parse_duration,
     "orchestrator": _orchestrator,
     "git": git_mode,
+    "watch": parse_duration,
 }
 _SERVICE_KEYS: dict[str, Parser] = {
     "timeout": parse_duration,

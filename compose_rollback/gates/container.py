@@ -99,12 +99,15 @@ class _ServiceWatch:
 def wait_healthy(
     engine: GateEngine, *, project_name: str, services: Sequence[str], settings: Settings,
     restarts_before: Mapping[str, int], progress: Callable[[str], None],
-    only: Collection[str] | None = None,
+    only: Collection[str] | None = None, until: float | None = None,
 ) -> GateFailure | None:
     """Block until every service has passed (None) or one has failed (its ``GateFailure``).
 
     ``only``: judge these containers alone (a start-first rollout's new ones; the old ones
-    beside them are not this gate's business)."""
+    beside them are not this gate's business). ``until`` (a ``time.monotonic()`` deadline,
+    ``math.inf`` for ever): watch mode, for a revision already deployed; no soak and no
+    timeout, every gate keeps running and the first failure is returned, else None at
+    ``until``."""
     wake: queue.Queue[Event | None] = queue.Queue()
     watches = {s: _ServiceWatch(settings.for_service(s)) for s in services}
     project_probes: list[ProbeRunner] = []
@@ -138,6 +141,11 @@ def wait_healthy(
                 found = _probes(watches, project_probes, now)
                 if found is not None:
                     return found
+                if until is not None:  # watch mode: only a failure or the deadline ends it
+                    if now >= until:
+                        return None
+                    events = _sleep_until_event(wake, min(POLL_FALLBACK, until - now))
+                    continue
                 pending = {s: w for s, w in watches.items()
                            if w.good_since is None or now - w.good_since < w.settings.min_healthy}
                 if not pending and all(p.passed for p in project_probes):

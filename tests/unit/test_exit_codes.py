@@ -55,7 +55,8 @@ def test_every_error_class_lives_in_errors_and_is_mapped_by_the_cli() -> None:
 def test_every_outcome_has_a_code_and_results_carry_none() -> None:
     assert {o: cli.exit_code(o) for o in get_args(deploy.Outcome)} == {
         "deployed": ExitCode.OK, "dry_run": ExitCode.OK, "rolled_back": ExitCode.ROLLED_BACK,
-        "failed": ExitCode.ROLLED_BACK, "unrestored": ExitCode.NEEDS_PERSON}
+        "failed": ExitCode.ROLLED_BACK, "unrestored": ExitCode.NEEDS_PERSON,
+        "watch_interrupted": ExitCode.INTERRUPTED}
     names = {f.name for f in dataclasses.fields(deploy.DeployResult)}
     assert "exit_code" not in names
 
