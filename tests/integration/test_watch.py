@@ -54,14 +54,15 @@ class Background:
             raise AssertionError(f"not JSON (exit {code}):\n{out}\n{err}") from None
 
 
-def start(project: ComposeProject, *args: str) -> Background:
+def start(project: ComposeProject, *args: str, env: dict[str, str] | None = None) -> Background:
     python_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     tag = f"{time.monotonic_ns()}"
     out, err = project.dir.parent / f"{tag}.out", project.dir.parent / f"{tag}.err"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         proc = subprocess.Popen(
             [sys.executable, "-m", "compose_rollback", "-p", project.name, *args],
-            cwd=project.dir, env=clean_env({"PYTHONPATH": python_path}), stdout=stdout,
+            cwd=project.dir, env=clean_env({"PYTHONPATH": python_path, **(env or {})}),
+            stdout=stdout,
             stderr=stderr, text=True, start_new_session=True)
     return Background(proc, out, err)
 
@@ -118,6 +119,43 @@ def test_a_crash_during_the_watch_reverts_and_history_says_so(
     assert [(p["outcome"], p["revision"], p["restored"]) for p in payloads] == \
         [("deployed", 2, None), ("rolled_back", 2, 1)], payloads
     assert not list(project.state_dir.glob("watch-*.tmp"))
+
+
+@pytest.mark.docker
+def test_a_revision_failing_its_watch_is_committed_to_git_as_failed(
+    project: ComposeProject, images: AppImages
+) -> None:
+    """``up --watch --commit``: the deploy's commit says deployed; the watch's failure is a
+    second commit saying failed and what was restored."""
+    gitconfig = project.dir.parent / "empty.gitconfig"
+    gitconfig.write_text("")
+    git_env = {"GIT_CONFIG_GLOBAL": str(gitconfig), "GIT_CONFIG_NOSYSTEM": "1"}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(project.dir), *args], capture_output=True,
+                              text=True, check=True, env={**os.environ, **git_env}).stdout
+
+    two_releases(project, images)
+    git("init", "-q", "-b", "main")
+    git("config", "user.name", "Ada Tester")
+    git("config", "user.email", "ada@example.invalid")
+    git("add", "compose.yaml")
+    git("commit", "-q", "-m", "compose file")
+    job = start(project, "up", *FAST, "--watch", "60s", "--commit", "--json", env=git_env)
+    watching(project, job)
+    deployed = git("log", "-1", "--format=%s")
+    docker("kill", project.container("app")["Id"])
+    code, data, err = job.result()
+    assert code == 1, err
+    assert (data["outcome"], data["watch"]) == ("rolled_back", "failed"), data
+    assert deployed == f"compose-rollback: {project.name} revision 2 deployed\n", deployed
+    head = git("rev-parse", "HEAD").strip()
+    assert data["commit"] == head, data
+    assert git("log", "-1", "--format=%s") == \
+        f"compose-rollback: {project.name} revision 2 failed (restored 1)\n"
+    recorded = json.loads(git("show", f"HEAD:.rollback/{project.name}/history.json"))
+    assert [r["status"] for r in recorded["revisions"]] == ["deployed", "failed"], recorded
+    assert git("status", "--porcelain", "--", f".rollback/{project.name}") == ""
 
 
 @pytest.mark.docker
