@@ -367,7 +367,8 @@ def _announce(ctx: Context, settings: Settings, result: DeployResult,
         project=ctx.project.name, revision=result.revision,
         previous=previous.number if previous else None, outcome=result.outcome,
         status=status, restored=result.restored, reason=reason,
-        service=failure.service if failure else ""), progress=ctx.progress)
+        service=failure.service if failure else ""), progress=ctx.progress,
+        body_format=hooks.webhook_format)
 
 
 def _settle(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from compose_rollback.alertbody import FORMATS as WEBHOOK_FORMATS
 from compose_rollback.durations import parse_duration
 from compose_rollback.errors import SettingsError
 from compose_rollback.gates.matchers import parse_filters
@@ -204,6 +205,23 @@ class Hooks:
     on_failure: str | None = None
     on_rollback: str | None = None
     webhook: str | None = None
+    webhook_format: str = "compose-rollback"  # or alertmanager, alertmanager-api (alertbody)
+
+
+def _webhook(value: object, path: str) -> dict[str, str]:
+    """``webhook: URL`` or ``webhook: {url: URL, format: alertmanager}``."""
+    if not isinstance(value, Mapping):
+        return {"webhook": _url(value, path)}
+    for key in value:
+        if key not in ("url", "format"):
+            raise SettingsError(f"{path}.{key}", "unknown webhook setting (allowed: format, url)")
+    if "url" not in value:
+        raise SettingsError(f"{path}.url", "a webhook needs its url")
+    fmt = value.get("format", "compose-rollback")
+    if fmt not in WEBHOOK_FORMATS:
+        raise SettingsError(f"{path}.format", f"expected one of {', '.join(WEBHOOK_FORMATS)}, "
+                            f"got {fmt!r}")
+    return {"webhook": _url(value["url"], f"{path}.url"), "webhook_format": str(fmt)}
 
 
 def parse_hooks(raw: object, *, path: str) -> Hooks:
@@ -214,7 +232,7 @@ def parse_hooks(raw: object, *, path: str) -> Hooks:
     fields: dict[str, str] = {}
     for key, value in raw.items():
         if key == "webhook":
-            fields["webhook"] = _url(value, f"{path}.webhook")
+            fields.update(_webhook(value, f"{path}.webhook"))
         elif key in HOOKS:
             fields[str(key)] = _text(value, f"{path}.{key}")
         else:

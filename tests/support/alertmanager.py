@@ -41,9 +41,12 @@ def iso(moment: datetime) -> str:
 class Alertmanager:
     """One Alertmanager process on ``127.0.0.1:<port>``."""
 
-    def __init__(self, workdir: Path, *, binary: str = "prometheus-alertmanager") -> None:
+    def __init__(self, workdir: Path, *, binary: str = "prometheus-alertmanager",
+                 webhook: str | None = None) -> None:
         self.workdir = workdir
         self.binary = binary
+        #: Where its one receiver sends notifications (a loopback URL), if anywhere.
+        self.webhook = webhook
         self.port = 0
         self.config_path = workdir / "alertmanager.yml"
         self.log_path = workdir / "alertmanager.log"
@@ -66,7 +69,11 @@ class Alertmanager:
             return
         if self.port == 0:
             self.port = free_port()
-        self.config_path.write_text(json.dumps(CONFIG))  # JSON is YAML
+        config: dict[str, Any] = json.loads(json.dumps(CONFIG))
+        if self.webhook is not None:
+            config["receivers"][0]["webhook_configs"] = [
+                {"url": self.webhook, "send_resolved": True}]
+        self.config_path.write_text(json.dumps(config))  # JSON is YAML
         began = time.monotonic()
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
