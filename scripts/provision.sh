@@ -2,9 +2,10 @@
 # Provision what compose-rollback's tests need on a Debian host that has at most the docker
 # client: the engine (docker.io, iptables), a loopback registry (docker-registry), a static
 # busybox for FROM-scratch test images, Prometheus for the metrics gate, Alertmanager for the
-# alertmanager gate (the tests start their own instances on free loopback ports), HAProxy (its binary goes
-# into a FROM-scratch proxy image for the zero-downtime tests; no haproxy daemon is left
-# running on the host) and Compose v2.
+# alertmanager gate (the tests start their own instances on free loopback ports; the package's
+# own service is left as the init system has it), HAProxy (its binary goes into a FROM-scratch
+# proxy image for the zero-downtime tests; no haproxy daemon is left running on the host) and
+# Compose v2.
 #
 # Idempotent: installs and starts only what is missing, says what it does, and takes well
 # under two seconds when everything is already there.

@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from compose_rollback.errors import SettingsError
 
 # A label name both parsers take unquoted; the value is a double-quoted Go-style string.
-_MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*')
+# Only the escapes both read alike: 0.25 keeps any other ``\x`` as is, 0.27+ (Go's
+# ``strconv.Unquote``) reads ``\t`` as a tab and refuses ``\.``; write ``\\.`` in a regex.
+_MATCHER = re.compile(r'\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\["\\n])*)"\s*')
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n"}
 
 
@@ -27,7 +29,8 @@ def parse_matcher(value: object, *, path: str) -> tuple[str, str, str]:
     match = _MATCHER.fullmatch(value)
     if match is None:
         raise SettingsError(path, f'expected a matcher like service="web" (operators =, !=, '
-                            f'=~, !~; the value in double quotes), got {value!r}')
+                            f'=~, !~; the value in double quotes, escapes \\" \\\\ \\n '
+                            f"only), got {value!r}")
     name, operator, raw = match.groups()
     text = re.sub(r"\\(.)", lambda m: _ESCAPES.get(m[1], "\\" + m[1]), raw)
     if operator in ("=~", "!~"):

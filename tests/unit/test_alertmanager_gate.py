@@ -36,6 +36,8 @@ def test_good_matchers(text: str, parsed: tuple[str, str, str]) -> None:
     '1st="web"',
     'service="we"b"',
     'severity=~"(critical"',   # a regex that does not compile
+    'instance=~"10\\.0"',      # an escape 0.27+ refuses (Go's strconv.Unquote): write \\.
+    'job="a\\tb"',             # \t: a tab to 0.27+, backslash-t to 0.25
     '{service="web"}',         # a selector, not one matcher
     'a="1",b="2"',             # two matchers: one per list item
     "",
