@@ -397,7 +397,8 @@ def _announce(ctx: Context, settings: Settings, result: DeployResult,
         project=ctx.project.name, revision=result.revision,
         previous=previous.number if previous else None, outcome=result.outcome,
         status=status, restored=result.restored, reason=reason,
-        service=failure.service if failure else ""), progress=ctx.progress)
+        service=failure.service if failure else ""), progress=ctx.progress,
+        body_format=hooks.webhook_format)
 
 
 def _settle(
@@ -482,9 +483,11 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
         # way back never waits for its stop_grace_period.
         orchestrator_for(ctx).discard(revision=failed, leaving=previous, services=discard)
         # Metric gates judge a window of the past that still holds the failed revision's
-        # errors (and need a Prometheus that may be what failed): a restore is judged by
+        # errors (and need a Prometheus that may be what failed), and an alert the failed
+        # revision raised stays active for a while after it is gone: a restore is judged by
         # its containers and probes only.
-        settings = _revision_settings(ctx, previous, overrides).without_gates("prometheus")
+        settings = (_revision_settings(ctx, previous, overrides).without_gates("prometheus")
+                    .without_gates("alertmanager"))
         if not touched:  # the old release kept running: check it, no soak to sit through
             settings = settings.with_overrides(min_healthy=0.0)
         restore_failure = _apply_and_gate(ctx, previous, settings, leaving=failed,

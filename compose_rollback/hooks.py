@@ -11,6 +11,10 @@ Webhook payload (JSON, POST), one per revision result::
      "outcome": "rolled_back", "status": "failed", "restored": 6,
      "reason": "web (shop-web-1): exited with code 3", "service": "web",
      "time": "2026-11-22T07:00:00Z", "tool": "compose-rollback", "version": "0.1.0"}
+
+With ``webhook: {url: …, format: alertmanager}`` the same result goes out as an Alertmanager
+webhook notification; ``format: alertmanager-api`` posts it to an Alertmanager as an alert
+(``alertbody``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from compose_rollback import __version__
+from compose_rollback import __version__, alertbody
 from compose_rollback.interpolate import as_written
 from compose_rollback.lock import now_iso
 from compose_rollback.urlopen import urlopen
@@ -71,16 +75,23 @@ def payload(*, project: str, revision: int | None, previous: int | None, outcome
             "tool": "compose-rollback", "version": __version__}
 
 
-def notify(url: str | None, body: Mapping[str, Any], *,
-           progress: Callable[[str], None]) -> bool:
-    """POST the result; a webhook that fails is reported, never fatal."""
+def notify(url: str | None, body: Mapping[str, Any], *, progress: Callable[[str], None],
+           body_format: str = "compose-rollback") -> bool:
+    """POST the result (in ``body_format``, see ``alertbody``); a webhook that fails is reported,
+    never fatal."""
     if not url:
         return True
     import urllib.error  # imported on use: most projects have no webhook
     import urllib.request
 
+    target = str(url)  # ``url`` itself, as written, names it in messages
+    sent: object = body
+    if body_format == "alertmanager":
+        sent = alertbody.webhook_message(body)
+    elif body_format == "alertmanager-api":
+        target, sent = target.rstrip("/") + "/api/v2/alerts", alertbody.api_alerts(body)
     request = urllib.request.Request(
-        url, data=json.dumps(body, sort_keys=True).encode(), method="POST",
+        target, data=json.dumps(sent, sort_keys=True).encode(), method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "compose-rollback"})
     try:
         with urlopen(request, timeout=10):

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Provision what compose-rollback's tests need on a Debian host that has at most the docker
 # client: the engine (docker.io, iptables), a loopback registry (docker-registry), a static
-# busybox for FROM-scratch test images, Prometheus for the metrics gate, HAProxy (its binary goes
-# into a FROM-scratch proxy image for the zero-downtime tests; no haproxy daemon is left
-# running on the host) and Compose v2.
+# busybox for FROM-scratch test images, Prometheus for the metrics gate, Alertmanager for the
+# alertmanager gate (the tests start their own instances on free loopback ports; the package's
+# own service is left as the init system has it), HAProxy (its binary goes into a FROM-scratch
+# proxy image for the zero-downtime tests; no haproxy daemon is left running on the host) and
+# Compose v2.
 #
 # Idempotent: installs and starts only what is missing, says what it does, and takes well
 # under two seconds when everything is already there.
@@ -12,7 +14,8 @@ set -euo pipefail
 COMPOSE_VERSION=2.40.3
 # iproute2: the remote-engine tests give their second dockerd a bridge of its own (`ip link`);
 # docker.io does not depend on it.
-APT_PACKAGES=(docker.io iptables iproute2 docker-registry busybox-static prometheus haproxy)
+APT_PACKAGES=(docker.io iptables iproute2 docker-registry busybox-static prometheus haproxy
+    prometheus-alertmanager)
 HAPROXY_PIDFILE=/run/haproxy.pid
 DOCKERD_LOG=/var/log/dockerd.log
 DOCKER_WAIT_SECONDS=60

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from compose_rollback.dockerdata import ContainerState, Event
 from compose_rollback.engine import EventStream
+from compose_rollback.gates.alertmanager import probe_alertmanager
 from compose_rollback.gates.probes import (
     Outcome,
     ProbeRunner,
@@ -174,6 +175,8 @@ def _runner(spec: GateSpec, engine: GateEngine, watch: _ServiceWatch | None,
             return probe_http_inside(spec, engine, running) if spec.inside else probe_http(spec)
         if spec.kind == "tcp":
             return probe_tcp(spec)
+        if spec.kind == "alertmanager":
+            return probe_alertmanager(spec)
         return probe_prometheus(spec)
 
     return ProbeRunner(spec, check, lambda: wake.put(None))

@@ -10,6 +10,8 @@
         - prometheus: http://127.0.0.1:9090
           query: sum(rate(http_errors_total[1m])) / sum(rate(http_requests_total[1m]))
           below: 0.01                          # or above: …; no threshold: non-empty is truthy
+        - alertmanager: http://127.0.0.1:9093  # fails while a matching alert is active
+          filter: ['service="web"', 'severity=~"critical|page"']
 """
 
 from __future__ import annotations
@@ -20,17 +22,20 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from compose_rollback.alertbody import FORMATS as WEBHOOK_FORMATS
 from compose_rollback.durations import parse_duration
 from compose_rollback.errors import SettingsError
+from compose_rollback.gates.matchers import parse_filters
 from compose_rollback.interpolate import as_written
 
-KINDS = ("http", "tcp", "exec", "prometheus")
+KINDS = ("http", "tcp", "exec", "prometheus", "alertmanager")
 _COMMON = {"interval", "successes", "failures", "timeout", "service", "name"}
 _EXTRA = {
     "http": {"status", "body", "body_regex", "from"},
     "tcp": set(),
     "exec": set(),
     "prometheus": {"query", "below", "above"},
+    "alertmanager": {"filter"},
 }
 
 
@@ -54,7 +59,8 @@ class GateSpec:
     below: float | None = None
     above: float | None = None
     label: str = ""  # the target as written (``${TOKEN}`` kept): what messages show
-    query_label: str = ""
+    query_label: str = ""  # also an alertmanager gate's filter, as written
+    filters: tuple[str, ...] = ()  # alertmanager matchers, ANDed
 
     def describe(self) -> str:
         return f"{self.kind} {self.label}"
@@ -156,7 +162,12 @@ def parse_gate(raw: object, *, path: str, service: str | None) -> GateSpec:
         for key in ("below", "above"):
             if key in raw:
                 fields[key] = _number(raw[key], f"{path}.{key}")
-    if kind == "prometheus" and "failures" not in raw:
+    if kind == "alertmanager" and "filter" in raw:
+        fields["filters"] = parse_filters(raw["filter"], path=f"{path}.filter")
+        fields["query_label"] = ", ".join(as_written(f) for f in
+                                          (raw["filter"] if isinstance(raw["filter"], list)
+                                           else [raw["filter"]]))
+    if kind in ("prometheus", "alertmanager") and "failures" not in raw:
         fields["failures"] = 1  # it must hold for the whole soak
     spec = GateSpec(**fields)
     if spec.service is None and (kind == "exec" or spec.inside):
@@ -194,6 +205,23 @@ class Hooks:
     on_failure: str | None = None
     on_rollback: str | None = None
     webhook: str | None = None
+    webhook_format: str = "compose-rollback"  # or alertmanager, alertmanager-api (alertbody)
+
+
+def _webhook(value: object, path: str) -> dict[str, str]:
+    """``webhook: URL`` or ``webhook: {url: URL, format: alertmanager}``."""
+    if not isinstance(value, Mapping):
+        return {"webhook": _url(value, path)}
+    for key in value:
+        if key not in ("url", "format"):
+            raise SettingsError(f"{path}.{key}", "unknown webhook setting (allowed: format, url)")
+    if "url" not in value:
+        raise SettingsError(f"{path}.url", "a webhook needs its url")
+    fmt = value.get("format", "compose-rollback")
+    if fmt not in WEBHOOK_FORMATS:
+        raise SettingsError(f"{path}.format", f"expected one of {', '.join(WEBHOOK_FORMATS)}, "
+                            f"got {fmt!r}")
+    return {"webhook": _url(value["url"], f"{path}.url"), "webhook_format": str(fmt)}
 
 
 def parse_hooks(raw: object, *, path: str) -> Hooks:
@@ -204,7 +232,7 @@ def parse_hooks(raw: object, *, path: str) -> Hooks:
     fields: dict[str, str] = {}
     for key, value in raw.items():
         if key == "webhook":
-            fields["webhook"] = _url(value, f"{path}.webhook")
+            fields.update(_webhook(value, f"{path}.webhook"))
         elif key in HOOKS:
             fields[str(key)] = _text(value, f"{path}.{key}")
         else:

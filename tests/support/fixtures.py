@@ -17,6 +17,10 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
     ``.query(expr)``, ``.value(expr)``, ``.forget(name)``; ``.discover(project)`` /
     ``.undiscover(project)``: a compose project's containers by Docker service discovery,
     their series labelled ``revision``, ``service``, ``container``.
+``alertmanager`` (function)
+    A real Alertmanager of its own on ``127.0.0.1:<free port>`` (gossip off): ``.url``,
+    ``.fire(labels)``, ``.resolve(labels)``, ``.silence(matchers)``, ``.alerts(*filters)``,
+    ``.stop()``, ``.start()`` (same port). One per test, so no alert leaks between tests.
 ``haproxy_image`` (session)
     The FROM-scratch HAProxy image built from the host's ``/usr/sbin/haproxy`` (``.ref`` ->
     ``crt-haproxy-<hex>:2.6``, built on first use, removed at the end of the session).
@@ -53,6 +57,7 @@ from pathlib import Path
 
 import pytest
 
+from .alertmanager import Alertmanager, alertmanager_binary
 from .compose_project import ComposeProject
 from .haproxy import HaproxyImage, Proxies, Proxy, haproxy_binary
 from .helpers import HttpResponse, http_get, unique_name, wait_for
@@ -64,6 +69,7 @@ from .testimages import VARIANTS, AppImages, find_busybox
 
 __all__ = [
     "VARIANTS",
+    "Alertmanager",
     "AppImages",
     "ComposeProject",
     "HaproxyImage",
@@ -74,6 +80,7 @@ __all__ = [
     "Registry",
     "Stack",
     "Swarm",
+    "alertmanager",
     "haproxy",
     "haproxy_image",
     "http_get",
@@ -120,6 +127,19 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     """A real Prometheus on loopback for the whole session; add targets with ``scrape()``."""
     binary = need(prometheus_binary(), "prometheus is not installed (Debian package prometheus)")
     server = Prometheus(tmp_path_factory.mktemp("prometheus"), binary=binary)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Alertmanager]:
+    """A real Alertmanager on loopback for one test (it starts in well under a second)."""
+    binary = need(alertmanager_binary(), "alertmanager is not installed "
+                  "(Debian package prometheus-alertmanager)")
+    server = Alertmanager(tmp_path_factory.mktemp("alertmanager"), binary=binary)
     server.start()
     try:
         yield server

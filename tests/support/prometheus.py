@@ -29,8 +29,14 @@ def prometheus_binary() -> str | None:
 class Prometheus:
     """One ``prometheus`` process on ``127.0.0.1:<port>``, scrape interval 1 s."""
 
-    def __init__(self, workdir: Path, *, binary: str = "prometheus") -> None:
+    def __init__(self, workdir: Path, *, binary: str = "prometheus",
+                 alertmanager: str | None = None,
+                 rules: list[dict[str, Any]] | None = None) -> None:
+        """``rules``: alerting rules (one group, evaluated every second), sent to the
+        Alertmanager at ``alertmanager`` (``127.0.0.1:<port>``)."""
         self.workdir = workdir
+        self.alertmanager = alertmanager
+        self.rules = rules
         self.targets_dir = workdir / "targets"
         self.config_path = workdir / "prometheus.yml"
         self.log_path = workdir / "prometheus.log"
@@ -183,7 +189,7 @@ class Prometheus:
 
     def _write_config(self) -> None:
         # JSON is YAML: no YAML writer needed.
-        config = {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": "1s",
                 "scrape_timeout": "1s",
@@ -199,6 +205,14 @@ class Prometheus:
                 *(_docker_job(name, port, path) for name, (port, path) in self._projects.items()),
             ],
         }
+        if self.rules:
+            rules_path = self.workdir / "rules.yml"
+            rules_path.write_text(json.dumps({"groups": [{"name": "test",
+                                                          "rules": self.rules}]}))
+            config["rule_files"] = [str(rules_path)]
+        if self.alertmanager:
+            config["alerting"] = {"alertmanagers": [
+                {"static_configs": [{"targets": [self.alertmanager]}]}]}
         self.config_path.write_text(json.dumps(config, indent=2))
 
 
