@@ -172,8 +172,8 @@ def test_revision_numbers_with_their_status(docker: Docker, project: ComposeProj
 
 @pytest.mark.parametrize("words", [
     ["compose", "up", ""], ["compose", "up", "--"], ["compose", "-p", "x", "ps", ""],
-    ["compose", "--fi"], ["compose", "-f", ""], ["compose", "rollback"],
-    ["compose", "logs", "rollback", ""], ["compose", "--dry-run", "rollback"],
+    ["compose", "--fi"], ["compose", "-f", ""], ["compose", "u"],
+    ["compose", "logs", "rollback", ""], ["compose", "-p", "rollback", "ps", ""],
 ], ids=repr)
 def test_everything_else_is_composes_own_answer(docker: Docker, project_dir: Path,
                                                 words: list[str]) -> None:
@@ -182,6 +182,20 @@ def test_everything_else_is_composes_own_answer(docker: Docker, project_dir: Pat
     assert (ours.returncode, ours.stdout, ours.stderr) == (
         theirs.returncode, theirs.stdout, theirs.stderr)
     assert theirs.stdout.strip(), "compose answered nothing"
+
+
+@pytest.mark.parametrize("words", [["compose", ""], ["compose", "-p", "x", "r"],
+                                   ["compose", "--dry-run", "rollback"]], ids=repr)
+def test_compose_offers_rollback_too(docker: Docker, project_dir: Path,
+                                     words: list[str]) -> None:
+    """Completing compose's command word: compose's own answer, and `rollback` with it."""
+    ours = docker.complete(*words, cwd=project_dir)
+    theirs = docker.complete(*words, cwd=project_dir, plain=True)
+    assert "rollback" not in values(theirs)
+    added = [line for line in ours if line.startswith("rollback")]
+    assert added == ["rollback\tDeploy pinned and gated, revert to any revision "
+                     "(compose-rollback)"]
+    assert [line for line in ours if line not in added] == theirs
 
 
 # -- the real shells -----------------------------------------------------------------------------
@@ -207,6 +221,8 @@ def test_bash_with_dockers_completion_script(docker: Docker, project_dir: Path) 
                          load=load) == ["--dry-run"]
     assert bash_complete(docker, "docker compose up --dry", cwd=project_dir,
                          load=load) == ["--dry-run"]  # compose's own flag, still there
+    assert bash_complete(docker, "docker compose rol", cwd=project_dir,
+                         load=load) == ["rollback"]
 
 
 def test_bash_with_debians_completion_script(docker: Docker, project_dir: Path) -> None:
@@ -221,6 +237,8 @@ def test_bash_with_debians_completion_script(docker: Docker, project_dir: Path) 
     assert bash_complete(docker, "docker rollback re", cwd=project_dir, load=load) == ["revert"]
     assert bash_complete(docker, "docker compose up ", cwd=project_dir,
                          load=load) == ["db", "web", "worker"]
+    assert bash_complete(docker, "docker compose rol", cwd=project_dir,
+                         load=load) == ["rollback"]
 
 
 def test_zsh_line_editor(docker: Docker, project_dir: Path) -> None:
@@ -236,6 +254,7 @@ def test_zsh_line_editor(docker: Docker, project_dir: Path) -> None:
     assert completed("docker compose rollback up wo") == "docker compose rollback up worker "
     assert completed("docker rollback hi") == "docker rollback history "
     assert completed("docker compose up --dry") == "docker compose up --dry-run "
+    assert completed("docker compose rol") == "docker compose rollback "
 
 
 def test_fish(docker: Docker, project_dir: Path) -> None:
@@ -252,6 +271,8 @@ def test_fish(docker: Docker, project_dir: Path) -> None:
         "new..."]
     assert {c.split("\t")[0] for c in candidates("docker compose rollback ")} == COMMANDS
     assert candidates("docker compose rollback up ") == ["db", "web", "worker"]
+    assert candidates("docker compose rol") == [
+        "rollback\tDeploy pinned and gated, revert to any revision (compose-rollback)"]
     assert candidates("docker rollback up --no-r") == [
         "--no-rollback\tLeave a failed revision in place instead of reverting."]
 

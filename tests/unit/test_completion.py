@@ -6,6 +6,8 @@ or option added later is covered by these tests without a change here.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -254,3 +256,20 @@ def test_a_corrupt_history_completes_nothing(tmp_path: Path) -> None:
     (tmp_path / ".rollback" / "shop").mkdir(parents=True)
     (tmp_path / ".rollback" / "shop" / "history.json").write_text("{not json")
     assert revision_candidates(project, environ={}) == []
+
+
+def test_the_completion_path_imports_nothing_heavy(tmp_path: Path) -> None:
+    """It runs on every TAB: no python-on-whales, pydantic or rich (each costs tens of ms)."""
+    store = write_project(tmp_path) / ".rollback" / "shop"
+    RevisionStore(store).add(*_revision(1, "deployed", "first"))
+    code = ("import sys\n"
+            "from compose_rollback.plugin import main\n"
+            "main(['__complete', 'compose', 'rollback', 'up', ''])\n"
+            "main(['__complete', 'compose', 'rollback', 'revert', '--to', ''])\n"
+            "heavy = {'python_on_whales', 'pydantic', 'rich', 'compose_rollback.engine'}\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["db", "web", ":4", "1\tdeployed 2026-11-01 12:01 first",
+                                        ":36", "[]"]
