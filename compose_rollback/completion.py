@@ -89,13 +89,19 @@ def _descriptions_wanted(environ: Mapping[str, str]) -> bool:
     return value not in _FALSE
 
 
-def complete(words: Sequence[str], incomplete: str, *, values: Values) -> Answer:
-    """Candidates for ``incomplete`` after ``words`` (our argv after ``rollback``)."""
-    from typer.main import get_command
+def complete(words: Sequence[str], incomplete: str, *, values: Values,
+             root: Any = None) -> Answer:
+    """Candidates for ``incomplete`` after ``words`` (our argv after ``rollback``).
 
-    from compose_rollback.cli import app
+    ``root``: the click command to complete (default: the one Typer builds of ``cli.app``).
+    """
+    if root is None:
+        from typer.main import get_command
 
-    where = _walk(get_command(app), words)
+        from compose_rollback.cli import app
+
+        root = get_command(app)
+    where = _walk(root, words)
     if where is None:
         return Answer([])
     if where.pending is not None:
@@ -216,7 +222,8 @@ def _values(param: Any, prefix: str, values: Values, where: _Where) -> Answer:
         taken = set(where.positionals) if param.nargs < 0 else set()
         return Answer([Candidate(s) for s in values.services()
                        if s.startswith(prefix) and s not in taken])
-    return Answer([])
+    choices = getattr(param.type, "choices", None)  # click.Choice (a Typer Enum parameter)
+    return Answer([Candidate(str(c)) for c in choices or () if str(c).startswith(prefix)])
 
 
 # -- where the values come from: the project, resolved as the commands resolve it ------------

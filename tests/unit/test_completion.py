@@ -6,12 +6,14 @@ or option added later is covered by these tests without a change here.
 
 from __future__ import annotations
 
+import enum
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+import typer
 from typer.main import get_command
 
 from compose_rollback.cli import app
@@ -273,3 +275,38 @@ def test_the_completion_path_imports_nothing_heavy(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["db", "web", ":4", "1\tdeployed 2026-11-01 12:01 first",
                                         ":36", "[]"]
+
+
+class Mode(str, enum.Enum):
+    fast = "fast"
+    careful = "careful"
+
+
+def test_any_typer_app_completes_nested_groups_and_choices() -> None:
+    """What a command added later gets with no change here: a sub-group, a choice option."""
+    other = typer.Typer()
+    schema = typer.Typer(help="JSON schemas.")
+    other.add_typer(schema, name="schema")
+
+    @schema.command()
+    def show(*, mode: Annotated[Mode, typer.Option(help="How.")] = Mode.fast,
+             commit: Annotated[bool, typer.Option("--commit/--no-commit")] = False) -> None:
+        """Print a schema."""
+
+    @other.command()
+    def watch(*, for_: Annotated[str, typer.Option("--for", metavar="DURATION")] = "") -> None:
+        """Keep watching."""
+
+    root = get_command(other)
+
+    def found(words: list[str], incomplete: str) -> list[str]:
+        return [c.value for c in complete(words, incomplete, values=FAKE, root=root).candidates]
+
+    assert found([], "") == ["schema", "watch"]
+    assert found(["schema"], "") == ["show"]
+    assert set(found(["schema", "show"], "--")) == {"--mode", "--commit", "--no-commit",
+                                                    "--help"}
+    assert found(["schema", "show", "--mode"], "") == ["fast", "careful"]
+    assert found(["schema", "show"], "--mode=c") == ["careful"]
+    assert found(["watch"], "--f") == ["--for"]
+    assert found(["watch", "--for"], "") == []
