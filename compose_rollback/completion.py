@@ -10,7 +10,8 @@ or ``docker-rollback __completeNoDesc … WORD``. The answer is cobra's (spf13/c
 ``completions.go``): one candidate a line, ``value<TAB>description``, then ``:<directive>``.
 
 Commands and flags are read from the click command that Typer builds of ``cli.app``, so a new
-command or option completes with nothing to add here. Values: revision numbers, newest first
+command or option completes with nothing to add here (this module belongs to the CLI side, as
+``cli`` does; no core module imports it). Values: revision numbers, newest first
 with their status (from the store's history), for ``REV`` (``revert --to``) and diff's ``A`` and
 ``B``; service names (from the compose files: no engine, no ``compose config``) for ``SERVICE``.
 This runs on every TAB: nothing on this path imports python-on-whales.
@@ -27,7 +28,6 @@ from typing import Any
 ERROR = 1
 NO_FILE_COMP = 4
 KEEP_ORDER = 32
-REQUESTS = ("__complete", "__completeNoDesc")
 #: Which values a parameter takes, by its metavar (as ``--help`` shows it).
 REVISION_METAVARS = frozenset({"REV", "A", "B"})
 SERVICE_METAVARS = frozenset({"SERVICE"})
@@ -61,10 +61,6 @@ class Values:
 
     revisions: Callable[[], list[Candidate]] = list
     services: Callable[[], list[str]] = list
-
-
-def is_request(words: Sequence[str]) -> bool:
-    return bool(words) and words[0] in REQUESTS
 
 
 def answer(words: Sequence[str], *, environ: Mapping[str, str], cwd: Path) -> str:
