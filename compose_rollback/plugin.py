@@ -41,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if words[:1] == ["docker-cli-plugin-metadata"]:
         print(json.dumps(METADATA))
         return 0  # the plugin protocol's answer, not a command: no outcome to map
+    if words[:1] in (["__complete"], ["__completeNoDesc"]):  # shell completion, on every TAB
+        from compose_rollback.completion import answer
+        from compose_rollback.project import working_directory
+
+        sys.stdout.write(answer(words, environ=os.environ, cwd=working_directory(os.environ)))
+        return 0
     # The docker CLI passes these to us; children we start must not inherit them.
     socket_name = os.environ.pop("DOCKER_CLI_PLUGIN_SOCKET", None)
     as_plugin = os.environ.pop("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", None) is not None

@@ -13,9 +13,10 @@ set -euo pipefail
 
 COMPOSE_VERSION=2.40.3
 # iproute2: the remote-engine tests give their second dockerd a bridge of its own (`ip link`);
-# docker.io does not depend on it.
+# docker.io does not depend on it. bash-completion, zsh, fish: the shell-completion tests drive
+# docker's completion scripts in each real shell (docker's bash script needs bash-completion).
 APT_PACKAGES=(docker.io iptables iproute2 docker-registry busybox-static prometheus haproxy
-    prometheus-alertmanager)
+              prometheus-alertmanager bash-completion zsh fish)
 HAPROXY_PIDFILE=/run/haproxy.pid
 DOCKERD_LOG=/var/log/dockerd.log
 DOCKER_WAIT_SECONDS=60
