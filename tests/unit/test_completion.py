@@ -79,7 +79,7 @@ def test_the_root_options_before_a_command() -> None:
 def test_a_prefix_filters_commands_and_options() -> None:
     assert values([], "re") == ["revert"]
     assert values([], "p") == ["pin", "prune"]
-    assert values(["up"], "--no-") == ["--no-rollback"]
+    assert values(["up"], "--no-") == ["--no-commit", "--no-rollback"]
     assert values([], "zzz") == []
 
 
