@@ -11,6 +11,18 @@ if TYPE_CHECKING:
     from compose_rollback.revisions import Revision
 
 
+def versioned(document: Any) -> Any:
+    """The ``--json`` document with its ``schema_version`` (README, "JSON output"): at the top
+    of an object; in each revision of ``history``'s array, which has no top of its own."""
+    from compose_rollback.schema import SCHEMA_VERSION
+
+    if isinstance(document, list):
+        return [versioned(item) for item in document]
+    if isinstance(document, dict):
+        return {"schema_version": SCHEMA_VERSION, **document}
+    return document
+
+
 def short_image(image: str | None) -> str:
     """``repo:tag@sha256:0123456789ab`` / ``sha256:0123456789ab``: 12 hex digits are enough."""
     if not image:
