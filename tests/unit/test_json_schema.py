@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from contextlib import redirect_stderr, redirect_stdout
 from importlib.resources import files
 from pathlib import Path
@@ -210,3 +211,19 @@ def test_the_schema_file_is_package_data() -> None:
         owner = ".".join(path.parent.relative_to(ROOT).parts)
         patterns = data.get(owner, [])
         assert any(path.match(p) for p in patterns), f"{path} is not in package-data"
+
+
+def _readme_examples() -> dict[str, Any]:
+    """The documents of README's "JSON output", by the command each one is marked with."""
+    text = (ROOT / "README.md").read_text("utf-8")
+    found = re.findall(r"<!-- json-example: (\w+) -->\n```json\n(.*?)\n```", text, re.DOTALL)
+    return {command: json.loads(body) for command, body in found}
+
+
+def test_the_readme_examples_follow_the_schema() -> None:
+    examples = _readme_examples()
+    # revert prints up's shape and pin one revision of history's: the README says so.
+    examples["revert"], examples["pin"] = examples.get("up"), examples["history"][0]
+    assert set(examples) == set(schema.COMMANDS)
+    for command, document in examples.items():
+        assert_valid(command, document)
