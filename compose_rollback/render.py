@@ -16,11 +16,10 @@ def versioned(document: Any) -> Any:
     of an object; in each revision of ``history``'s array, which has no top of its own."""
     from compose_rollback.schema import SCHEMA_VERSION
 
-    if isinstance(document, list):
-        return [versioned(item) for item in document]
-    if isinstance(document, dict):
-        return {"schema_version": SCHEMA_VERSION, **document}
-    return document
+    def stamp(item: Any) -> Any:
+        return {"schema_version": SCHEMA_VERSION, **item} if isinstance(item, dict) else item
+
+    return [stamp(item) for item in document] if isinstance(document, list) else stamp(document)
 
 
 def short_image(image: str | None) -> str:
