@@ -142,7 +142,7 @@ def _progress_view() -> LiveView:
 def _emit(as_json: bool, data: Callable[[], Any], text: Callable[[], str]) -> None:
     """Print the JSON or the text rendering (each built only when asked for)."""
     if as_json:
-        print(json.dumps(data(), indent=2, sort_keys=True))
+        print(json.dumps(render.versioned(data()), indent=2, sort_keys=True))
     else:
         out = text()
         if out:
@@ -304,6 +304,18 @@ def version(*, as_json: JsonOpt = False) -> None:
     found = commands.versions(engine)
     _emit(as_json, lambda: found.__dict__, lambda: f"compose-rollback {found.ours}\n"
           f"Compose          {found.compose}\nDocker engine    {found.engine}")
+
+
+@app.command()
+def schema(
+    command: Annotated[str | None, typer.Argument(
+        metavar="COMMAND", help="The command whose output to describe (default: all).")] = None,
+) -> None:
+    """Print the JSON Schema of the --json output of COMMAND (or of every command)."""
+    from compose_rollback import schema as schemas
+
+    found = schemas.document() if command is None else schemas.for_command(command)
+    print(json.dumps(found, indent=2))
 
 
 def _overrides(timeout: str | None, min_healthy: str | None) -> Any:

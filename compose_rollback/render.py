@@ -11,6 +11,17 @@ if TYPE_CHECKING:
     from compose_rollback.revisions import Revision
 
 
+def versioned(document: Any) -> Any:
+    """The ``--json`` document with its ``schema_version`` (README, "JSON output"): at the top
+    of an object; in each revision of ``history``'s array, which has no top of its own."""
+    from compose_rollback.schema import SCHEMA_VERSION
+
+    def stamp(item: Any) -> Any:
+        return {"schema_version": SCHEMA_VERSION, **item} if isinstance(item, dict) else item
+
+    return [stamp(item) for item in document] if isinstance(document, list) else stamp(document)
+
+
 def short_image(image: str | None) -> str:
     """``repo:tag@sha256:0123456789ab`` / ``sha256:0123456789ab``: 12 hex digits are enough."""
     if not image:

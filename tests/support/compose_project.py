@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .helpers import clean_env, docker, run_command, unique_name
+from .jsonschema_check import check_output
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROJECT_LABEL = "com.docker.compose.project"
@@ -65,18 +66,21 @@ class ComposeProject:
 
         The working tree's package is used (``PYTHONPATH`` starts with the repository root).
         ``check``: ``None`` accepts any exit code, ``True`` expects 0, an ``int`` that code;
-        a mismatch raises ``CommandError`` showing stdout and stderr.
+        a mismatch raises ``CommandError`` showing stdout and stderr. With ``--json``, a result
+        (exit 0, 1 or 3) must follow its schema (``support.jsonschema_check``).
         """
         python_path = os.pathsep.join(
             filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
         )
-        return run_command(
+        result = run_command(
             [sys.executable, "-m", "compose_rollback", "-p", self.name, *args],
             cwd=self.dir,
             env=clean_env({"PYTHONPATH": python_path, **(env or {})}),
             check=check,
             timeout=timeout,
         )
+        check_output(args, result)  # a --json result follows its schema, in every test
+        return result
 
     def compose(
         self,
