@@ -16,7 +16,7 @@ from compose_rollback.errors import BadInput
 SCHEMA_VERSION = 1
 FILE = "output.schema.json"
 #: The commands with ``--json``; each has ``$defs/<command>`` (a unit test holds the CLI to it).
-COMMANDS = ("up", "revert", "history", "status", "diff", "pin", "prune", "version")
+COMMANDS = ("up", "revert", "watch", "history", "status", "diff", "pin", "prune", "version")
 
 
 def document() -> dict[str, Any]:

@@ -195,7 +195,7 @@ def test_the_schema_command_names_the_known_commands_on_a_typo() -> None:
     code, out, err = _run("schema", "statsu")
     assert (code, out) == (2, "")
     assert err.strip() == ("compose-rollback: no --json output named 'statsu'; name one of: "
-                           "up, revert, history, status, diff, pin, prune, version")
+                           "up, revert, watch, history, status, diff, pin, prune, version")
 
 
 def test_the_schema_file_is_package_data() -> None:
