@@ -11,7 +11,7 @@ rollback is switched off in what we apply (``stackfile``), so it never races our
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -65,11 +65,12 @@ class SwarmOrchestrator:
         self.ctx.progress(f"docker stack deploy {self.stack} (Swarm's update_config rolls)")
         self.ctx.engine.stack_deploy(self.stack, text=stack)
         oneshot = [s for s in revision.services if settings.for_service(s).oneshot]
-        specs, _ = self.read()  # the new spec of each service, as Swarm took it
+        specs, found = self.read()  # the new spec of each service, as Swarm took it
         tasks = SwarmTasks(self.ctx.engine, self.stack, since=since,
                            services=revision.services, oneshot=oneshot,
                            revisions={s: v.labels.get(REVISION_LABEL, "")
-                                      for s, v in specs.items() if s not in oneshot})
+                                      for s, v in specs.items() if s not in oneshot},
+                           before={t.id for t in found if t.created < since})
         failure = wait_healthy(tasks, project_name=self.stack, services=list(revision.services),
                                settings=settings, restarts_before={},
                                progress=self.ctx.progress)
@@ -123,10 +124,14 @@ class SwarmTasks:
 
     def __init__(self, engine: Engine, stack: str, *, since: float,
                  services: Sequence[str], oneshot: Sequence[str],
-                 revisions: Mapping[str, str]) -> None:
+                 revisions: Mapping[str, str], before: Set[str] = frozenset()) -> None:
         self.engine, self.stack, self.since = engine, stack, since
         self.services, self.oneshot = services, oneshot
         self.revisions = revisions  # service -> revision label of its new spec
+        # Tasks that were there before this rollout: when a restore goes back to the spec
+        # they carry, a stop the interrupted update had begun ends one of them now (seen at
+        # two nodes, stop-first); that is no failure of the restore, and not its task.
+        self.before = before
         self.unhealthy: set[str] = set()  # containers of the new spec that turned unhealthy
 
     def containers(self, project_name: str, *, known: Sequence[str] = ()
@@ -153,7 +158,8 @@ class SwarmTasks:
     def _seen(self, event: Event) -> Event:
         labels = event.attributes
         service = labels.get("com.docker.swarm.service.name", "").removeprefix(f"{self.stack}_")
-        new = service in self.revisions and labels.get(REVISION_LABEL) == self.revisions[service]
+        new = service in self.revisions and labels.get(REVISION_LABEL) == self.revisions[service] \
+            and labels.get("com.docker.swarm.task.id", "") not in self.before
         if new and event.action in ("die", "oom"):
             return replace(event, service=service)
         if new and event.action == "health_status: unhealthy":

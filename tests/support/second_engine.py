@@ -70,6 +70,10 @@ class SecondEngine:
         self.bridge = unique_name("crt-br", hex_chars=8)  # at most 15 characters
         self._proc: subprocess.Popen[bytes] | None = None
         self._bridge_made = False
+        #: Run ``ip`` and ``dockerd`` through this (``nsenter --net=…``: another netns).
+        self.prefix: tuple[str, ...] = ()
+        #: More daemon flags (a subclass's).
+        self.extra_args: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -77,20 +81,21 @@ class SecondEngine:
         return {"DOCKER_HOST": self.host}
 
     def start(self) -> None:
-        ip = ["ip", "link", "add", self.bridge, "type", "bridge"]
+        ip = [*self.prefix, "ip", "link", "add", self.bridge, "type", "bridge"]
         subprocess.run(ip, check=True, capture_output=True)
         self._bridge_made = True
         for step in (["ip", "addr", "add", self.bridge_address, "dev", self.bridge],
                      ["ip", "link", "set", self.bridge, "up"]):
-            subprocess.run(step, check=True, capture_output=True)
+            subprocess.run([*self.prefix, *step], check=True, capture_output=True)
         config = self.root / "daemon.json"
         config.write_text("{}\n")
-        args = ["dockerd", "--config-file", str(config), "--host", self.host,
+        args = [*self.prefix, "dockerd", "--config-file", str(config), "--host", self.host,
                 "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "--pidfile", str(self.pidfile), "--bridge", self.bridge, "--iptables=false",
                 "--ip-masq=false", "--ip-forward=false",
                 "--default-address-pool", f"base={self.pool},size=24",
-                "--cgroup-parent", f"/{self.root.name}", "--log-level", "warn"]
+                "--cgroup-parent", f"/{self.root.name}", "--log-level", "warn",
+                *self.extra_args]
         with open(self.log, "wb") as log:
             self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
@@ -164,7 +169,7 @@ class SecondEngine:
         if not _mounts_under(self.root):
             shutil.rmtree(self.root, ignore_errors=True)
         if self._bridge_made:
-            subprocess.run(["ip", "link", "delete", self.bridge, "type", "bridge"],
+            subprocess.run([*self.prefix, "ip", "link", "delete", self.bridge, "type", "bridge"],
                            check=False, capture_output=True)
             self._bridge_made = False
         for group in Path("/sys/fs/cgroup").glob(f"*/{self.root.name}"):
