@@ -40,7 +40,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -179,8 +179,8 @@ class SecondEngine:
                     sub.rmdir()
 
 
-def free_block() -> ipaddress.IPv4Network | None:
-    """The first candidate /16 that overlaps no IPv4 route of this host."""
+def free_block(candidates: Sequence[str] = BLOCK_CANDIDATES) -> ipaddress.IPv4Network | None:
+    """The first candidate block that overlaps no IPv4 route of this host."""
     routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
                             text=True, check=False).stdout.splitlines()
     taken = []
@@ -191,7 +191,7 @@ def free_block() -> ipaddress.IPv4Network | None:
         with contextlib.suppress(ValueError):
             if word != "default":
                 taken.append(ipaddress.ip_network(word, strict=False))
-    for candidate in BLOCK_CANDIDATES:
+    for candidate in candidates:
         network = ipaddress.IPv4Network(candidate)
         if not any(network.overlaps(route) for route in taken):
             return network

@@ -5,8 +5,9 @@ of our own in a network namespace of our own.
 manager advertised on loopback, created only if the engine's swarm was inactive):
 
 - a network namespace ``crt-ns-<hex>`` with its ``lo`` up and one end of a veth pair
-  (``crt-vh-<hex>`` on the host, ``crt-vn-<hex>`` inside) addressed from a private /30 that
-  overlaps no route of this host (checked, as ``second_engine`` checks its block). The worker
+  (``crt-vh-<hex>`` on the host, ``crt-vn-<hex>`` inside) addressed from a private /30 in
+  10.216.0.0/16 that overlaps no route of this host (checked, as ``second_engine`` checks its
+  block). The worker
   advertises its end of it to the swarm; nothing else of the host's network changes;
 - a second ``dockerd`` (``support.second_engine.SecondEngine``: its own data root, exec root,
   pid file, containerd, cgroup parent and bridge) started with ``nsenter --net`` into that
@@ -44,6 +45,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -58,8 +60,13 @@ from .prereq import missing
 from .second_engine import SecondEngine, free_block
 from .swarm import Swarm
 
-CLONE_NEWNET = 0x40000000
 JOIN_SECONDS = 60.0
+#: The worker's veth /30 is one of these (the host routes it).
+LINK_BASE = ipaddress.IPv4Address("10.216.0.0")
+LINKS = 2**14
+#: The worker's bridge and networks: inside its namespace only, whose routes are its own
+#: (the /30, 127.0.0.0/8 to the host, its bridges), so no route of the host is shadowed.
+INNER_BLOCK = ipaddress.IPv4Network("10.213.0.0/16")
 
 
 class Netns:
@@ -172,14 +179,15 @@ def two_nodes() -> Iterator[TwoNodeSwarm]:
     if not host or not ipaddress.ip_address(host).is_loopback:
         missing(f"the engine's swarm manager is advertised on {address!r}: the 2-node fixture "
                 "routes only the loopback range into its namespace", fix=None)
-    block = free_block()
-    if block is None:
-        missing("no private address block free of this host's routes", fix=None)
-    # The block's last /30 (the worker's bridge and pools take its start, inside the netns).
-    link = ipaddress.IPv4Network(f"{block.broadcast_address - 3}/30")
+    # Only the /30 is seen by the host: it must overlap none of its routes (other test
+    # sessions' engines and links among them; a random start keeps parallel sessions apart).
+    first = secrets.randbelow(LINKS)
+    link = free_block([f"{LINK_BASE + 4 * ((first + i) % LINKS)}/30" for i in range(LINKS)])
+    if link is None:
+        missing(f"every /30 of {LINK_BASE}/16 overlaps a route of this host", fix=None)
     netns = Netns(link)
     root = Path(tempfile.mkdtemp(prefix="crt-worker-", dir="/tmp"))
-    engine = WorkerEngine(root, block=block, netns=netns)
+    engine = WorkerEngine(root, block=INNER_BLOCK, netns=netns)
     manager = docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
     nodes = TwoNodeSwarm(manager_id=manager, worker=engine, netns=netns)
     try:
