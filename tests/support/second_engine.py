@@ -72,8 +72,6 @@ class SecondEngine:
         self._bridge_made = False
         #: Run ``ip`` and ``dockerd`` through this (``nsenter --net=…``: another netns).
         self.prefix: tuple[str, ...] = ()
-        #: More daemon flags (a subclass's).
-        self.extra_args: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -94,8 +92,7 @@ class SecondEngine:
                 "--pidfile", str(self.pidfile), "--bridge", self.bridge, "--iptables=false",
                 "--ip-masq=false", "--ip-forward=false",
                 "--default-address-pool", f"base={self.pool},size=24",
-                "--cgroup-parent", f"/{self.root.name}", "--log-level", "warn",
-                *self.extra_args]
+                "--cgroup-parent", f"/{self.root.name}", "--log-level", "warn"]
         with open(self.log, "wb") as log:
             self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, start_new_session=True)
