@@ -14,7 +14,8 @@ import pytest
 
 from support.prereq import missing
 
-pytest_plugins = ["support.fixtures", "support.second_engine", "support.docker_cli"]
+pytest_plugins = ["support.fixtures", "support.second_engine", "support.docker_cli",
+                  "support.swarm_two_nodes"]
 
 
 def _engine_problem() -> str | None:

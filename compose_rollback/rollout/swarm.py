@@ -3,22 +3,24 @@
 Swarm's own ``update_config`` does the replacing (parallelism, order, delay, monitor); the
 gate then watches the tasks through the Swarm API until every task of the new spec runs (and
 so is healthy: Swarm reports a task with a healthcheck running only once it is) for
-``min_healthy``, with the probes of the revision on top. On a failure ``deploy`` puts the last
-good revision back the same way: another ``stack deploy``, gated again. Swarm's own automatic
-rollback is switched off in what we apply (``stackfile``), so it never races ours.
+``min_healthy``, with the probes of the revision on top; that soak runs beside Swarm's own
+``monitor``, and the rollout is done when Swarm's update has ended too. On a failure
+``deploy`` puts the last good revision back the same way: another ``stack deploy``, gated
+again. Swarm's own automatic rollback is switched off in what we apply (``stackfile``), so it
+never races ours.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from compose_rollback.dockerdata import ContainerState, Event
 from compose_rollback.engine import Engine, EventStream
 from compose_rollback.errors import LocalOnlyImages, NotASwarm, StackRejected
-from compose_rollback.gates.container import wait_healthy
+from compose_rollback.gates.container import GateFailure, judge, wait_healthy
 from compose_rollback.overlay import parse
 from compose_rollback.pinning import Pin
 from compose_rollback.rollout.base import COMPLETED, FAILED, Outcome
@@ -65,20 +67,50 @@ class SwarmOrchestrator:
         self.ctx.progress(f"docker stack deploy {self.stack} (Swarm's update_config rolls)")
         self.ctx.engine.stack_deploy(self.stack, text=stack)
         oneshot = [s for s in revision.services if settings.for_service(s).oneshot]
-        specs, _ = self.read()  # the new spec of each service, as Swarm took it
+        specs, found = self.read()  # the new spec of each service, as Swarm took it
         tasks = SwarmTasks(self.ctx.engine, self.stack, since=since,
                            services=revision.services, oneshot=oneshot,
                            revisions={s: v.labels.get(REVISION_LABEL, "")
-                                      for s, v in specs.items() if s not in oneshot})
+                                      for s, v in specs.items() if s not in oneshot},
+                           before={t.id for t in found if t.created < since})
+        began = time.monotonic()
         failure = wait_healthy(tasks, project_name=self.stack, services=list(revision.services),
                                settings=settings, restarts_before={},
                                progress=self.ctx.progress)
+        if failure is None:
+            limit = max(settings.for_service(s).timeout for s in revision.services)
+            failure = self._until_swarm_done(tasks, deadline=began + limit)
         if failure is None:
             return Outcome(COMPLETED)
         rollout = settings.rollout or RolloutConfig()
         action = rollout.of(failure.service).config(back=back).failure_action \
             if failure.service else "rollback"
         return Outcome(FAILED, failure, action=action)
+
+    def _until_swarm_done(self, tasks: SwarmTasks, *, deadline: float) -> GateFailure | None:
+        """Swarm's update ends one ``monitor`` after its last task started. Our soak ran beside
+        that watch, not after it (which cost a whole ``monitor`` on every rollout, the restore
+        of a broken release included); the rollout is done when both are: until Swarm's is,
+        what fails the gate still fails it (a task of the new spec that ends, a paused
+        update)."""
+        said = False
+        while True:
+            for state in tasks.containers(self.stack):
+                verdict, why = judge(state, restarts_before=0,
+                                     oneshot=state.service in tasks.oneshot)
+                if verdict == "fail":
+                    return GateFailure(state.service, state.name, why)
+            updating = [n for n, s in tasks.services_seen.items() if s.update_state == "updating"]
+            if not updating:
+                return None
+            if not said:
+                said = True
+                self.ctx.progress(f"{', '.join(updating)}: soaked; waiting for Swarm's update "
+                                  "to end (its monitor)")
+            if time.monotonic() >= deadline:
+                return GateFailure(updating[0], "", "Swarm's update did not end within the "
+                                   "gate's timeout")
+            time.sleep(0.25)
 
     def discard(self, *, revision: Revision, leaving: Revision,
                 services: Sequence[str]) -> None:
@@ -123,16 +155,22 @@ class SwarmTasks:
 
     def __init__(self, engine: Engine, stack: str, *, since: float,
                  services: Sequence[str], oneshot: Sequence[str],
-                 revisions: Mapping[str, str]) -> None:
+                 revisions: Mapping[str, str], before: Set[str] = frozenset()) -> None:
         self.engine, self.stack, self.since = engine, stack, since
         self.services, self.oneshot = services, oneshot
         self.revisions = revisions  # service -> revision label of its new spec
+        # Tasks that were there before this rollout: when a restore goes back to the spec
+        # they carry, a stop the interrupted update had begun ends one of them now (seen at
+        # two nodes, stop-first); that is no failure of the restore, and not its task.
+        self.before = before
         self.unhealthy: set[str] = set()  # containers of the new spec that turned unhealthy
+        self.services_seen: dict[str, Service] = {}  # the services as the last look found them
 
     def containers(self, project_name: str, *, known: Sequence[str] = ()
                    ) -> list[ContainerState]:
         del project_name, known
         services, tasks = read_stack(self.engine, self.stack)
+        self.services_seen = services
         states = gate_view(services, tasks, wanted=self.services, since=self.since,
                            oneshot=self.oneshot)
         return [replace(s, failure="turned unhealthy (its HEALTHCHECK failed)")
@@ -153,7 +191,8 @@ class SwarmTasks:
     def _seen(self, event: Event) -> Event:
         labels = event.attributes
         service = labels.get("com.docker.swarm.service.name", "").removeprefix(f"{self.stack}_")
-        new = service in self.revisions and labels.get(REVISION_LABEL) == self.revisions[service]
+        new = service in self.revisions and labels.get(REVISION_LABEL) == self.revisions[service] \
+            and labels.get("com.docker.swarm.task.id", "") not in self.before
         if new and event.action in ("die", "oom"):
             return replace(event, service=service)
         if new and event.action == "health_status: unhealthy":

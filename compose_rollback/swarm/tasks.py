@@ -126,8 +126,6 @@ def gate_view(services: Mapping[str, Service], tasks: Sequence[Task], *,
                 and name not in oneshot:
             states.append(_state(name, "the service", f"updating ({len(live)} of "
                                  f"{service.replicas} tasks of the new spec running)"))
-        if service.update_state == "updating" and name not in oneshot:
-            states.append(_state(name, "the service", "updating (Swarm's update in progress)"))
     return states
 
 

@@ -40,7 +40,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -70,6 +70,8 @@ class SecondEngine:
         self.bridge = unique_name("crt-br", hex_chars=8)  # at most 15 characters
         self._proc: subprocess.Popen[bytes] | None = None
         self._bridge_made = False
+        #: Run ``ip`` and ``dockerd`` through this (``nsenter --net=…``: another netns).
+        self.prefix: tuple[str, ...] = ()
 
     @property
     def env(self) -> dict[str, str]:
@@ -77,15 +79,15 @@ class SecondEngine:
         return {"DOCKER_HOST": self.host}
 
     def start(self) -> None:
-        ip = ["ip", "link", "add", self.bridge, "type", "bridge"]
+        ip = [*self.prefix, "ip", "link", "add", self.bridge, "type", "bridge"]
         subprocess.run(ip, check=True, capture_output=True)
         self._bridge_made = True
         for step in (["ip", "addr", "add", self.bridge_address, "dev", self.bridge],
                      ["ip", "link", "set", self.bridge, "up"]):
-            subprocess.run(step, check=True, capture_output=True)
+            subprocess.run([*self.prefix, *step], check=True, capture_output=True)
         config = self.root / "daemon.json"
         config.write_text("{}\n")
-        args = ["dockerd", "--config-file", str(config), "--host", self.host,
+        args = [*self.prefix, "dockerd", "--config-file", str(config), "--host", self.host,
                 "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                 "--pidfile", str(self.pidfile), "--bridge", self.bridge, "--iptables=false",
                 "--ip-masq=false", "--ip-forward=false",
@@ -164,7 +166,7 @@ class SecondEngine:
         if not _mounts_under(self.root):
             shutil.rmtree(self.root, ignore_errors=True)
         if self._bridge_made:
-            subprocess.run(["ip", "link", "delete", self.bridge, "type", "bridge"],
+            subprocess.run([*self.prefix, "ip", "link", "delete", self.bridge, "type", "bridge"],
                            check=False, capture_output=True)
             self._bridge_made = False
         for group in Path("/sys/fs/cgroup").glob(f"*/{self.root.name}"):
@@ -174,8 +176,8 @@ class SecondEngine:
                     sub.rmdir()
 
 
-def free_block() -> ipaddress.IPv4Network | None:
-    """The first candidate /16 that overlaps no IPv4 route of this host."""
+def free_block(candidates: Sequence[str] = BLOCK_CANDIDATES) -> ipaddress.IPv4Network | None:
+    """The first candidate block that overlaps no IPv4 route of this host."""
     routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
                             text=True, check=False).stdout.splitlines()
     taken = []
@@ -186,7 +188,7 @@ def free_block() -> ipaddress.IPv4Network | None:
         with contextlib.suppress(ValueError):
             if word != "default":
                 taken.append(ipaddress.ip_network(word, strict=False))
-    for candidate in BLOCK_CANDIDATES:
+    for candidate in candidates:
         network = ipaddress.IPv4Network(candidate)
         if not any(network.overlaps(route) for route in taken):
             return network
