@@ -32,6 +32,7 @@ from compose_rollback.pinning import Pin, keep_alive, pin_images, providers
 from compose_rollback.project import check_files
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
+from compose_rollback.rollout.base import Interrupted
 from compose_rollback.rollout.base import Outcome as RolloutOutcome
 from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
 from compose_rollback.rollout.labels import REVISION_VARIABLE, labelled, without_label
@@ -384,9 +385,11 @@ def _settle(
                                   back=revision.kind == "revert", before=before)
         failure, discard, action = outcome.failure, outcome.discard, outcome.action
         touched = outcome.touched
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         failure = GateFailure("", "", "interrupted by the user")
         status = "interrupted"
+        if isinstance(stop, Interrupted):  # mid-step: its unproven containers are killed
+            discard, touched = stop.outcome.discard, stop.outcome.touched
     except RollbackError as error:  # e.g. the engine stopped answering mid-deploy
         failure = GateFailure("", "", error.one_line())
     except Exception as error:  # an OSError, a bug: still put the good one back

@@ -32,6 +32,15 @@ class Outcome:
     touched: bool = True  # False: no running container was stopped or replaced
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a step: still an interrupt to whoever catches one, with the
+    rollout as it stood (the services whose new containers were not yet proven: to kill)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
 @dataclass(frozen=True)
 class StepRun:
     ctx: Context

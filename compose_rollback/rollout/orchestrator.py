@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from compose_rollback.gates.container import GateFailure
 from compose_rollback.rollout import canary, rolling, start_first, stop_first
-from compose_rollback.rollout.base import COMPLETED, FAILED, Outcome, StepRun
+from compose_rollback.rollout.base import COMPLETED, FAILED, Interrupted, Outcome, StepRun
 from compose_rollback.rollout.config import RolloutConfig
 from compose_rollback.rollout.labels import CONFIG_HASH, REVISION_LABEL
 from compose_rollback.rollout.plan import Plan, Step, build_plan
@@ -70,7 +70,16 @@ class ComposeOrchestrator:
                           overlay=self.ctx.store.path_of(revision),
                           settings=settings if last else _service_gates_only(settings),
                           restarts=restarts, all_services=everything)
-            failure = STRATEGIES[step.order](run)
+            try:
+                failure = STRATEGIES[step.order](run)
+            except KeyboardInterrupt as stop:
+                # Not yet proven: the way back kills this step's new containers as it does a
+                # failed gate's (start-first, rolling and canary killed theirs already).
+                failure = GateFailure("", "", "interrupted by the user")
+                self._report(step, revision, back=back, notes=run, failure=failure)
+                touched = touched or step.order not in ("start-first", "canary")
+                raise Interrupted(self._failed(revision, leaving, step, failure, "rollback",
+                                               plan, touched)) from stop
             self._report(step, revision, back=back, notes=run, failure=failure)
             # A failed start-first or canary step discarded its new containers and left the
             # old ones as they were; any other step may have replaced running containers.
