@@ -17,7 +17,7 @@ from compose_rollback.gates.container import GateFailure
 from compose_rollback.rollout import canary, rolling, start_first, stop_first
 from compose_rollback.rollout.base import COMPLETED, FAILED, Interrupted, Outcome, StepRun
 from compose_rollback.rollout.config import RolloutConfig
-from compose_rollback.rollout.labels import CONFIG_HASH, REVISION_LABEL
+from compose_rollback.rollout.labels import REVISION_LABEL
 from compose_rollback.rollout.plan import Plan, Step, build_plan
 from compose_rollback.rollout.report import FAILED as STEP_FAILED
 from compose_rollback.rollout.report import NOT_RUN, PASSED, step_report
@@ -100,8 +100,8 @@ class ComposeOrchestrator:
 
     def discard(self, *, revision: Revision, leaving: Revision,
                 services: Sequence[str]) -> None:
-        """Kill the containers ``revision`` created for ``services`` (found by config hash:
-        the revision's, not the one of the revision being put back)."""
+        """Kill the containers ``revision`` created for ``services`` (found by its revision
+        label: the revision's, not the one of the revision being put back)."""
         if not services:
             return
         containers = self._recreated(revision, leaving, services)
@@ -159,14 +159,28 @@ class ComposeOrchestrator:
 
     def _recreated(self, revision: Revision, leaving: Revision,
                    services: Sequence[str]) -> tuple[str, ...]:
-        """Containers a failed stop-first step created: the revision's hash, not the one
-        being left (unchanged services keep theirs, and their containers)."""
-        hashes, previous = self._hashes(revision, leaving)
+        """Containers a failed stop-first step created: those carrying the revision label
+        of ``revision``'s definition of their service, where it differs from the one of the
+        revision being put back (unchanged services keep theirs, and their containers).
+        Read from the two revision files, not from two ``compose config --hash`` calls: the
+        way back starts that much sooner."""
+        new, old = _revision_labels(self.ctx, revision), _revision_labels(self.ctx, leaving)
         return tuple(sorted(
             c.id for c in self.ctx.engine.containers(self.ctx.project.name)
-            if c.service in services and not c.oneoff
-            and c.labels.get(CONFIG_HASH) == hashes.get(c.service)
-            and hashes.get(c.service) != previous.get(c.service)))
+            if c.service in services and not c.oneoff and c.service in new
+            and c.labels.get(REVISION_LABEL) == new[c.service]
+            and new[c.service] != old.get(c.service)))
+
+
+def _revision_labels(ctx: Context, revision: Revision) -> dict[str, str]:
+    """Service -> the revision label its containers get from ``revision``'s file (the
+    revision in which the service's definition last changed)."""
+    found: dict[str, str] = {}
+    for name, definition in (ctx.store.overlay_data(revision).get("services") or {}).items():
+        labels = definition.get("labels") if isinstance(definition, dict) else None
+        if isinstance(labels, dict) and labels.get(REVISION_LABEL) is not None:
+            found[str(name)] = str(labels[REVISION_LABEL])
+    return found
 
 
 def _service_gates_only(settings: Settings) -> Settings:
