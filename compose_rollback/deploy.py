@@ -329,13 +329,15 @@ def _restart_counts(ctx: Context) -> dict[str, int]:
 
 def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings, *,
                     leaving: Revision | None, back: bool,
-                    before: Future[dict[str, int]] | None = None) -> RolloutOutcome:
+                    before: Future[dict[str, int]] | None = None,
+                    leaving_failed: bool = False) -> RolloutOutcome:
     restarts = before.result() if before is not None else _restart_counts(ctx)
     ctx.journal.write("apply", revision=revision.number)
     ctx.applied = True
     ctx.progress(f"applying revision {revision.number}")
     return orchestrator_for(ctx).roll_out(revision=revision, leaving=leaving,
-                                          settings=settings, back=back, restarts=restarts)
+                                          settings=settings, back=back, restarts=restarts,
+                                          leaving_failed=leaving_failed)
 
 
 def _transaction(
@@ -461,7 +463,7 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
         if not touched:  # the old release kept running: check it, no soak to sit through
             settings = settings.with_overrides(min_healthy=0.0)
         restore_failure = _apply_and_gate(ctx, previous, settings, leaving=failed,
-                                          back=True).failure
+                                          back=True, leaving_failed=True).failure
     except RollbackError as error:
         restore_failure = GateFailure("", "", error.one_line())
     except Exception as error:  # reported below as a restore that failed

@@ -36,7 +36,8 @@ class Orchestrator(Protocol):
     def check(self, *, pins: Mapping[str, Pin], text: str) -> None: ...
 
     def roll_out(self, *, revision: Revision, leaving: Revision | None, settings: Settings,
-                 back: bool, restarts: Mapping[str, int]) -> Outcome: ...
+                 back: bool, restarts: Mapping[str, int],
+                 leaving_failed: bool = False) -> Outcome: ...
 
     def discard(self, *, revision: Revision, leaving: Revision,
                 services: Sequence[str]) -> None: ...
@@ -55,7 +56,8 @@ class ComposeOrchestrator:
         del pins, text
 
     def roll_out(self, *, revision: Revision, leaving: Revision | None, settings: Settings,
-                 back: bool, restarts: Mapping[str, int]) -> Outcome:
+                 back: bool, restarts: Mapping[str, int],
+                 leaving_failed: bool = False) -> Outcome:
         rollout = settings.rollout or RolloutConfig()
         plan = self._plan(revision, leaving, settings, rollout, back=back)
         if len(plan.steps) > 1 or any(s.order != "stop-first" for s in plan.steps):
@@ -69,7 +71,8 @@ class ComposeOrchestrator:
             run = StepRun(ctx=self.ctx, step=step, revision=revision.number,
                           overlay=self.ctx.store.path_of(revision),
                           settings=settings if last else _service_gates_only(settings),
-                          restarts=restarts, all_services=everything)
+                          restarts=restarts, all_services=everything,
+                          leaving_failed=leaving_failed)
             try:
                 failure = STRATEGIES[step.order](run)
             except KeyboardInterrupt as stop:

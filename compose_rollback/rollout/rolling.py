@@ -51,7 +51,7 @@ def run(step: StepRun) -> GateFailure | None:
         ctx.journal.write("batch", revision=step.revision, service=name, batch=batch_number,
                           old=retiring)
         if config.order == "stop-first" and retiring:
-            ctx.engine.stop_containers(retiring)
+            (discard if step.leaving_failed else _stop)(step, retiring)
             present -= set(retiring)
         failure, new = batch(step, present, starting, budget=budget)
         if failure is None:
@@ -137,6 +137,10 @@ def _failed_ones(step: StepRun, failure: GateFailure, new: list[str]) -> list[st
         if named:
             return named
     return list(new)
+
+
+def _stop(step: StepRun, old: list[str]) -> None:
+    step.ctx.engine.stop_containers(old)
 
 
 def _replace(step: StepRun, failed: list[str], failure: GateFailure, budget: Budget) -> None:

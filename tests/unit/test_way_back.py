@@ -64,3 +64,36 @@ def test_only_the_changed_services_containers_are_killed(tmp_path: Path) -> None
     assert len(kills) == 1 and set(kills[0][1]) == engine.failed and len(engine.failed) == 1
     assert db <= set(engine.boxes)  # the unchanged service's container: never touched
     assert engine.hash_calls == 0
+
+
+def test_a_failed_rolling_revisions_proven_batches_are_killed_on_the_way_back(
+        tmp_path: Path) -> None:
+    """Batch 1 passed its gate, batch 2 failed: the revision failed, so on the way back its
+    batch-1 container is killed too (never drained and stopped); the good release's old
+    containers were stopped gracefully only on the way forward."""
+    update = {"order": "start-first", "parallelism": 1}
+    model: dict[str, Any] = {"name": "shop", "services": {"web": {
+        "image": "reg/app:latest", "deploy": {"replicas": 4, "update_config": update},
+        "x-rollback": {"drain": 0}}}}
+    engine = CountingEngine(model=model, images={"reg/app:latest": GOOD})
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    project = Project(name="shop", directory=tmp_path, files=(tmp_path / "compose.yaml",))
+    context = Context(project=project, store=RevisionStore(tmp_path / ".rollback" / "shop"),
+                      progress=lambda line: None,
+                      engine_factory=lambda: engine)  # type: ignore[arg-type,return-value]
+
+    def up() -> deploy.DeployResult:
+        return deploy.up(context, services=[], build=False, pull=None, message="m",
+                         overrides=FAST, rollback=True, dry_run=False)
+
+    assert up().outcome == "deployed"
+    engine.images["reg/app:latest"] = BAD
+    engine.next_behaviour[BAD.id] = ["healthy", "unhealthy"]
+    engine.calls.clear()
+    result = up()
+    assert result.outcome == "rolled_back"
+    assert sorted(b.image_id for b in engine.boxes.values()) == [GOOD.id] * 4
+    killed = {i for c in engine.calls if c[0] == "kill" for i in c[1]}
+    stopped = {i for c in engine.calls if c[0] == "stop" for i in c[1]}
+    proven = set(engine.failed)  # the first container of the new revision: batch 1's
+    assert len(proven) == 1 and proven <= killed and not proven & stopped, engine.calls
