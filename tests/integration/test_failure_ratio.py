@@ -18,13 +18,12 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rollout_helpers import history, states
+from rollout_helpers import Signals, history, states
 
 from support.compose_project import REPO_ROOT, ComposeProject
 from support.helpers import clean_env, docker
@@ -142,43 +141,6 @@ def _interrupt_during_gate(project: ComposeProject, sig: int) -> tuple[int, str,
     return proc.returncode, out + err, sent
 
 
-class _Signals:
-    """``docker events`` of one project's kills and removals, streamed live from before the
-    run (a replay with ``--since`` reads the engine's short event buffer, which the shared
-    engine's health checks can overrun)."""
-
-    def __init__(self, project: ComposeProject) -> None:
-        self.lines: list[str] = []
-        self._proc = subprocess.Popen(
-            ["docker", "events", "--format", "{{json .}}", "--filter",
-             f"label=com.docker.compose.project={project.name}", "--filter", "event=kill",
-             "--filter", "event=destroy"], stdout=subprocess.PIPE, text=True, env=clean_env())
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self._proc.stdout is not None
-        self.lines.extend(self._proc.stdout)
-
-    def close_once_destroyed(self, keep: set[str]) -> dict[str, list[str]]:
-        """Container id -> the signals it was sent, once one not in ``keep`` was removed."""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(
-                e["Action"] == "destroy" and e["id"] not in keep for e in self._events()):
-            time.sleep(0.05)
-        self._proc.terminate()
-        self._proc.wait(timeout=10)
-        self._reader.join(timeout=10)
-        found: dict[str, list[str]] = {}
-        for event in self._events():
-            if event["Action"] == "kill":
-                found.setdefault(event["id"], []).append(event["Actor"]["Attributes"]["signal"])
-        return found
-
-    def _events(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in list(self.lines) if line.strip()]
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_an_interrupt_during_a_stop_first_gate_kills_the_new_container(
         project: ComposeProject, images: AppImages, sig: int) -> None:
@@ -188,7 +150,7 @@ def test_an_interrupt_during_a_stop_first_gate_kills_the_new_container(
     tag = f"{project.name}-web:next"
     images.build_fresh("stubborn", tag)
     project.write(_stop_first(tag, soak="100s"))  # the gate still soaks when it comes
-    watch = _Signals(project)
+    watch = Signals(project)
     code, said, sent = _interrupt_during_gate(project, sig)
     print(f"interrupt -> restored in {time.time() - sent:.1f}s (stop grace 6s, paid once "
           "for the good release)")
