@@ -85,10 +85,16 @@ class Ours:
         decision = run.first("failed:")
         applying = run.first("applying revision")
         restoring = run.first("restoring revision")
+        # The restore's own "applying" line (the last one): decision -> it is our own cost on
+        # the way back, before the restore's compose up starts.
+        reapplying = [t for t, line in run.lines if "applying revision" in line][1:]
         return {
             "exit": run.seconds,
             "applying": None if applying is None else applying - run.start,
             "restoring": None if restoring is None else restoring - run.start,
+            "restore_applying": reapplying[-1] - run.start if reapplying else None,
+            "decision_to_restore_up": None if decision is None or not reapplying
+            else reapplying[-1] - decision,
             "healthy_again": None if healthy is None else healthy - run.start,
             "failure_seen": None if failed is None else failed - run.start,
             "decision": None if decision is None else decision - run.start,

@@ -32,6 +32,7 @@ from compose_rollback.pinning import Pin, keep_alive, pin_images, providers
 from compose_rollback.project import check_files
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
+from compose_rollback.rollout.base import Interrupted
 from compose_rollback.rollout.base import Outcome as RolloutOutcome
 from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
 from compose_rollback.rollout.labels import REVISION_VARIABLE, labelled, without_label
@@ -351,13 +352,15 @@ def _restart_counts(ctx: Context) -> dict[str, int]:
 
 def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings, *,
                     leaving: Revision | None, back: bool,
-                    before: Future[dict[str, int]] | None = None) -> RolloutOutcome:
+                    before: Future[dict[str, int]] | None = None,
+                    leaving_failed: bool = False) -> RolloutOutcome:
     restarts = before.result() if before is not None else _restart_counts(ctx)
     ctx.journal.write("apply", revision=revision.number)
     ctx.applied = True
     ctx.progress(f"applying revision {revision.number}")
     return orchestrator_for(ctx).roll_out(revision=revision, leaving=leaving,
-                                          settings=settings, back=back, restarts=restarts)
+                                          settings=settings, back=back, restarts=restarts,
+                                          leaving_failed=leaving_failed)
 
 
 def _transaction(
@@ -415,9 +418,11 @@ def _settle(
                                   back=revision.kind == "revert", before=before)
         failure, discard, action = outcome.failure, outcome.discard, outcome.action
         touched = outcome.touched
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         failure = GateFailure("", "", "interrupted by the user")
         status = "interrupted"
+        if isinstance(stop, Interrupted):  # mid-step: its unproven containers are killed
+            discard, touched = stop.outcome.discard, stop.outcome.touched
     except RollbackError as error:  # e.g. the engine stopped answering mid-deploy
         failure = GateFailure("", "", error.one_line())
     except Exception as error:  # an OSError, a bug: still put the good one back
@@ -491,7 +496,7 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
         if not touched:  # the old release kept running: check it, no soak to sit through
             settings = settings.with_overrides(min_healthy=0.0)
         restore_failure = _apply_and_gate(ctx, previous, settings, leaving=failed,
-                                          back=True).failure
+                                          back=True, leaving_failed=True).failure
     except RollbackError as error:
         restore_failure = GateFailure("", "", error.one_line())
     except Exception as error:  # reported below as a restore that failed

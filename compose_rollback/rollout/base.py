@@ -32,6 +32,15 @@ class Outcome:
     touched: bool = True  # False: no running container was stopped or replaced
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a step: still an interrupt to whoever catches one, with the
+    rollout as it stood (the services whose new containers were not yet proven: to kill)."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
 @dataclass(frozen=True)
 class StepRun:
     ctx: Context
@@ -42,6 +51,9 @@ class StepRun:
     restarts: Mapping[str, int]
     all_services: Sequence[str]
     notes: StepNotes = field(default_factory=StepNotes)  # what the strategy reports back
+    #: The way back from a revision that failed its gates: its containers being replaced
+    #: are killed, not drained and stopped (the good release is the one owed a grace).
+    leaving_failed: bool = False
 
     def compose_started(self, pid: int) -> None:
         """Journal the compose process, so a cut-off operation's successor waits for it."""

@@ -23,6 +23,9 @@ class StepNotes:
     promoted: bool = False  # the canary passed its gates
     batches: int = 0  # rolling: batches begun
     failed_batch: int | None = None
+    replaced: int = 0  # new containers that failed within max_failure_ratio, started anew
+    budget: int = 0  # failures tolerated: max_failure_ratio * replicas
+    replicas: int = 0  # new containers the budget was counted on
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class StepReport:
     batch_size: int | None = None
     batches: int | None = None
     failed_batch: int | None = None
+    tolerated: tuple[int, int, int] | None = None  # (replaced, budget, replicas): rolling
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +57,8 @@ class StepReport:
             "batches": None if self.batch_size is None else {
                 "size": self.batch_size, "begun": self.batches,
                 "failed": self.failed_batch},
+            "tolerated": None if self.tolerated is None else dict(zip(
+                ("replaced", "budget", "replicas"), self.tolerated, strict=True)),
         }
 
     def describe(self) -> str:
@@ -64,7 +70,12 @@ class StepReport:
         if self.batch_size is not None:
             line += f" (batches of {self.batch_size}"
             line += f", batch {self.failed_batch} failed)" if self.failed_batch else ")"
-        return f"{line}: {self.outcome.replace('_', ' ')}"
+        line = f"{line}: {self.outcome.replace('_', ' ')}"
+        if self.tolerated is not None and self.tolerated[0]:
+            replaced, budget, replicas = self.tolerated
+            line += (f"; {what}: {replaced} failed replica{'s' if replaced != 1 else ''} "
+                     f"replaced (budget {budget} of {replicas})")
+        return line
 
 
 def step_report(step: Step, *, revision: int, back: bool, outcome: str,
@@ -80,4 +91,5 @@ def step_report(step: Step, *, revision: int, back: bool, outcome: str,
         new=0 if step.order == "stop-first" else step.replicas, beside=len(step.old),
         outcome=outcome, reason=reason, canary=notes.canary, canary_outcome=canary_outcome,
         batch_size=step.update.parallelism if rolling else None,
-        batches=notes.batches if rolling else None, failed_batch=notes.failed_batch)
+        batches=notes.batches if rolling else None, failed_batch=notes.failed_batch,
+        tolerated=(notes.replaced, notes.budget, notes.replicas) if rolling else None)

@@ -82,8 +82,13 @@ def discard(step: StepRun, new: list[str], *, note: str = "") -> None:
 
 
 def retire(step: StepRun, old: list[str]) -> None:
-    """Drain the old containers, then stop them gracefully and remove them."""
+    """Drain the old containers, then stop them gracefully and remove them (kill them, on
+    the way back from a revision that failed: they are that revision's)."""
     ctx, name = step.ctx, step.step.services[0]
+    if step.leaving_failed:
+        ctx.journal.write("retire", revision=step.revision, service=name, old=old)
+        discard(step, old, note=" (of the revision that failed)")
+        return
     own = step.settings.for_service(name)
     if own.pre_stop:
         ctx.progress(ServiceLine(name, "running pre_stop in the old container(s)"))

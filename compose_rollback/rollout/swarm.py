@@ -59,8 +59,10 @@ class SwarmOrchestrator:
             raise StackRejected("", f"docker stack deploy rejects the revision: {problem}")
 
     def roll_out(self, *, revision: Revision, leaving: Revision | None, settings: Settings,
-                 back: bool, restarts: Mapping[str, int]) -> Outcome:
-        del leaving, restarts  # Swarm knows what runs; its tasks, not containers, are judged
+                 back: bool, restarts: Mapping[str, int],
+                 leaving_failed: bool = False) -> Outcome:
+        # Swarm knows what runs; its tasks, not containers, are judged (and replaced)
+        del leaving, restarts, leaving_failed
         text = self.ctx.store.path_of(revision).read_text(encoding="utf-8")
         stack = self._stack_text(text)
         since = time.time()

@@ -19,10 +19,10 @@ import time
 from typing import Any
 
 import pytest
-from rollout_helpers import FAST, history, states
+from rollout_helpers import FAST, Signals, history, states
 
 from support.compose_project import ComposeProject
-from support.helpers import docker, free_port
+from support.helpers import free_port
 from support.testimages import AppImages
 
 pytestmark = pytest.mark.docker
@@ -84,19 +84,6 @@ def test_broken_start_first_release_never_touches_the_old_containers(
     assert [r["status"] for r in history(project)] == ["deployed", "failed"]
 
 
-def _kills(project: ComposeProject, since: float, until: float) -> dict[str, list[str]]:
-    """Container id -> the signals it was sent, in order (from the engine's own events)."""
-    out = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format",
-                 "{{json .}}", "--filter", f"label=com.docker.compose.project={project.name}",
-                 "--filter", "event=kill").stdout
-    found: dict[str, list[str]] = {}
-    for line in out.splitlines():
-        event = json.loads(line)
-        signal = event["Actor"]["Attributes"].get("signal", "")
-        found.setdefault(event["id"], []).append(signal)
-    return found
-
-
 @pytest.mark.parametrize("order", ["stop-first", "start-first"])
 def test_failed_revision_of_an_app_ignoring_sigterm_is_killed_at_once(
         project: ComposeProject, images: AppImages, order: str) -> None:
@@ -107,12 +94,13 @@ def test_failed_revision_of_an_app_ignoring_sigterm_is_killed_at_once(
     project.run("up", *FAST, check=True)
     good = set(states(project))
     project.write(_compose(images.local("unhealthy"), order=order, replicas=1, extra=extra))
+    watch = Signals(project)  # live: a replay can lose them in a busy engine's event buffer
     began = time.time()
     project.run("up", *FAST, check=1)
     ended = time.time()
     print(f"{order}: broken release deploy + way back took {ended - began:.1f}s "
           f"(stop grace {grace}s; stop-first pays it once, for the good release)")
-    kills = _kills(project, began, ended + 1)
+    kills = watch.close_once_destroyed(good)
     failed = {cid: signals for cid, signals in kills.items() if cid not in good}
     assert failed, f"no kill of the failed revision's container in {kills}"
     for signals in failed.values():

@@ -43,6 +43,7 @@ class Box:
     config_hash: str
     number: int
     labels: dict[str, str] = field(default_factory=dict)
+    mode: str | None = None  # this container's own behaviour; wins over the others
 
 
 class FakeEngine:
@@ -51,6 +52,9 @@ class FakeEngine:
         self.images = dict(images)
         self.behaviour: dict[str, str] = {}  # by service
         self.image_behaviour: dict[str, str] = {}  # by image id; wins over ``behaviour``
+        #: By image id: behaviours of the next containers created from it, in turn ("fail
+        #: once, then succeed": ``["crash"]``); the ones after follow the two maps above.
+        self.next_behaviour: dict[str, list[str]] = {}
         self.applied: list[str] = []  # overlay file names, in order
         self.calls: list[tuple[Any, ...]] = []  # up / kill / stop, in order
         self.tags: dict[str, str] = {}
@@ -145,8 +149,9 @@ class FakeEngine:
 
     def _create(self, service: str, image_id: str, config_hash: str, number: int,
                 labels: dict[str, str]) -> None:
+        queued = self.next_behaviour.get(image_id)
         box = Box(f"id-{service}-{next(self._ids)}", service, image_id, config_hash, number,
-                  {**labels, CONFIG_HASH: config_hash})
+                  {**labels, CONFIG_HASH: config_hash}, queued.pop(0) if queued else None)
         self.boxes[box.id] = box
 
     def remove_containers(self, ids: Sequence[str]) -> None:
@@ -163,8 +168,8 @@ class FakeEngine:
                    ) -> list[ContainerState]:
         states = []
         for box in sorted(self.boxes.values(), key=lambda b: (b.service, b.number)):
-            mode = self.image_behaviour.get(box.image_id) or self.behaviour.get(box.service,
-                                                                                "healthy")
+            mode = box.mode or self.image_behaviour.get(box.image_id) or self.behaviour.get(
+                box.service, "healthy")
             status = "exited" if mode == "crash" else "running"
             health = None if mode == "crash" else ("unhealthy" if mode == "unhealthy"
                                                     else "healthy")

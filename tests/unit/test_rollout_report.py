@@ -20,7 +20,8 @@ def test_an_aborted_canary_says_so() -> None:
     assert report.to_json() == {
         "revision": 2, "direction": "forward", "strategy": "canary", "services": ["web"],
         "new": 2, "beside": 2, "outcome": "failed", "reason": "web: query = 1, not below 0.5",
-        "canary": {"replicas": 1, "outcome": "aborted"}, "batches": None}
+        "canary": {"replicas": 1, "outcome": "aborted"}, "batches": None,
+        "tolerated": None}
     assert report.describe() == "web: canary (1 canary, aborted): failed"
 
 
