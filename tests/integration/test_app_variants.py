@@ -91,6 +91,7 @@ def test_slow_serves_before_its_health_passes(apps: ComposeProject) -> None:
     assert apps.health("slow") == "starting"
 
 
+@pytest.mark.serial  # a stop under 1 s
 def test_stubborn_ignores_sigterm_and_is_killed_after_the_grace_period(
     apps: ComposeProject,
 ) -> None:

@@ -137,7 +137,7 @@ def test_revert_works_with_the_registry_down_and_local_tags_gone(
     for tag in (v1_ref, v2_ref, ref):
         docker("image", "rm", tag)
     assert image_id(ref) is None
-    docker("image", "prune", "--force")  # dangling images only; never --all on a shared engine
+    images.prune_dangling()  # this session's dangling images: never engine-wide
     assert image_id(v1) == v1, "the retention tag must keep the old image through a prune"
 
     with registry.down():
@@ -146,7 +146,7 @@ def test_revert_works_with_the_registry_down_and_local_tags_gone(
         assert running_image(project, "app") == v1
         assert container_env(project, "app")["VERSION"] == "v1"
 
-        docker("image", "prune", "--force")
+        images.prune_dangling()
         _, forth = cli_json(project, "revert", *FAST)  # back to revision 2, the newer release
         assert (forth["outcome"], forth["revision"]) == ("deployed", 4), forth
         assert running_image(project, "app") == v2

@@ -58,7 +58,8 @@ from support.compose_project import ComposeProject
 from support.helpers import describe
 from support.testimages import AppImages
 
-pytestmark = pytest.mark.docker
+# serial: kill points and soak timings must not share the machine (tests/conftest.py).
+pytestmark = [pytest.mark.docker, pytest.mark.serial]
 
 GATES = ("--min-healthy", "1s", "--timeout", "30s")
 

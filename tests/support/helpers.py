@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -117,12 +119,57 @@ def docker(
     return run_command(["docker", *args], check=check, timeout=timeout, env=env, cwd=cwd)
 
 
+#: Where ``free_port`` keeps the last port it handed out, for every test process of the host.
+PORTS_FILE = Path(tempfile.gettempdir()) / "crt-test-ports"
+#: First port ``free_port`` hands out; the last is just below the kernel's ephemeral range.
+PORTS_LOW = 10000
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that no other test process of this host is handed.
+
+    Safe beside other xdist workers and other test runs: ports come from ``PORTS_LOW`` up to
+    the kernel's ephemeral range (``ip_local_port_range``), where neither ``bind(("", 0))`` nor
+    Docker's own choice of a published port ever lands, and one counter in ``PORTS_FILE``,
+    advanced under an exclusive ``flock``, hands each port out once per pass through the range
+    (~22,000 ports). A port something already listens on is skipped.
+    """
+    high = _ephemeral_low()
+    if high - PORTS_LOW < 1000:  # a host whose ephemeral range starts low: the kernel chooses
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+    span = high - PORTS_LOW
+    with open(PORTS_FILE, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        handle.seek(0)
+        text = handle.read().strip()
+        last = int(text) if text.isdigit() else PORTS_LOW - 1
+        for step in range(1, span + 1):
+            port = PORTS_LOW + (last - PORTS_LOW + step) % span
+            if _bindable(port):
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{port}\n")
+                return port
+    raise RuntimeError(f"no free TCP port on 127.0.0.1 in {PORTS_LOW}..{high - 1}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)
