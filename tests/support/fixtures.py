@@ -43,7 +43,8 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
     ``.running(svc)``; removed after the test (before ``project`` cleans up).
 
 Everything created on the shared engine is named ``crt-...`` and removed by exact reference;
-nothing else is touched. Helpers (``wait_for``, ``http_get``) come from ``support.helpers``.
+nothing else is touched. Under pytest-xdist each worker has its own session fixtures (its own
+registry, images, Prometheus); the tests using ``swarm`` run on one worker (tests/conftest.py). Helpers (``wait_for``, ``http_get``) come from ``support.helpers``.
 """
 
 from __future__ import annotations
