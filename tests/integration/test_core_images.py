@@ -5,7 +5,6 @@ down and the user's tags gone.
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -27,7 +26,7 @@ from core_helpers import (
 )
 
 from support.compose_project import ComposeProject
-from support.helpers import docker
+from support.helpers import EventLog, docker
 from support.registry import Registry
 from support.testimages import AppImages
 
@@ -89,15 +88,11 @@ def test_retention_tags_are_made_once_and_remade_when_removed(
     assert image_id(keep) == images.id("healthy")
 
     def tag_events_during(*args: str) -> list[str]:
-        since = docker("system", "info", "--format", "{{json .SystemTime}}").stdout.strip()
-        cli_json(project, *args)
-        until = docker("system", "info", "--format", "{{json .SystemTime}}").stdout.strip()
-        out = docker("events", "--since", json.loads(since), "--until", json.loads(until),
-                     "--filter", "type=image", "--filter", "event=tag",
-                     "--format", "{{.Actor.Attributes.name}}").stdout
+        with EventLog("type=image", "event=tag", fmt="{{.Actor.Attributes.name}}") as events:
+            cli_json(project, *args)
         # The engine is shared (other sessions build and tag at the same time): only tags of
         # this test's image repository are ours to count.
-        return [name for name in out.split() if name.startswith(f"{repository}:")]
+        return [name for name in events.lines if name.startswith(f"{repository}:")]
 
     write_compose(project, services(app=service(images.local("healthy"),
                                                 env={"RELEASE": "2"})))

@@ -22,7 +22,7 @@ import pytest
 from rollout_helpers import FAST, history, states
 
 from support.compose_project import ComposeProject
-from support.helpers import docker, free_port
+from support.helpers import EventLog, free_port
 from support.testimages import AppImages
 
 pytestmark = pytest.mark.docker
@@ -84,13 +84,15 @@ def test_broken_start_first_release_never_touches_the_old_containers(
     assert [r["status"] for r in history(project)] == ["deployed", "failed"]
 
 
-def _kills(project: ComposeProject, since: float, until: float) -> dict[str, list[str]]:
+def _kill_events(project: ComposeProject) -> EventLog:
+    """The kill events of the project's containers (streamed: see ``EventLog``)."""
+    return EventLog(f"label=com.docker.compose.project={project.name}", "event=kill")
+
+
+def _kills(events: EventLog) -> dict[str, list[str]]:
     """Container id -> the signals it was sent, in order (from the engine's own events)."""
-    out = docker("events", "--since", f"{since:.3f}", "--until", f"{until:.3f}", "--format",
-                 "{{json .}}", "--filter", f"label=com.docker.compose.project={project.name}",
-                 "--filter", "event=kill").stdout
     found: dict[str, list[str]] = {}
-    for line in out.splitlines():
+    for line in events.lines:
         event = json.loads(line)
         signal = event["Actor"]["Attributes"].get("signal", "")
         found.setdefault(event["id"], []).append(signal)
@@ -108,11 +110,12 @@ def test_failed_revision_of_an_app_ignoring_sigterm_is_killed_at_once(
     good = set(states(project))
     project.write(_compose(images.local("unhealthy"), order=order, replicas=1, extra=extra))
     began = time.time()
-    project.run("up", *FAST, check=1)
-    ended = time.time()
+    with _kill_events(project) as events:
+        project.run("up", *FAST, check=1)
+        ended = time.time()
     print(f"{order}: broken release deploy + way back took {ended - began:.1f}s "
           f"(stop grace {grace}s; stop-first pays it once, for the good release)")
-    kills = _kills(project, began, ended + 1)
+    kills = _kills(events)
     failed = {cid: signals for cid, signals in kills.items() if cid not in good}
     assert failed, f"no kill of the failed revision's container in {kills}"
     for signals in failed.values():

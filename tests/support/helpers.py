@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import secrets
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -218,3 +220,53 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     }
     env.update(extra or {})
     return env
+
+
+class EventLog:
+    """``docker events`` of the default engine, streamed from the moment the ``with`` block
+    begins until it ends: ``.lines`` (one JSON object a line, or the ``fmt`` given).
+
+    Never ``docker events --since A --until B`` after the fact: the engine keeps only its last
+    256 events for that, and on an engine shared by parallel tests those are soon other
+    tests' events, so a test would see nothing (and an "== []" would pass for nothing).
+    """
+
+    def __init__(self, *filters: str, fmt: str = "{{json .}}") -> None:
+        self._args = ["docker", "events", "--format", fmt]
+        for item in filters:
+            self._args += ["--filter", item]
+        self.lines: list[str] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> EventLog:
+        since = docker("system", "info", "--format", "{{json .SystemTime}}").stdout.strip()
+        # --since the engine's clock now: the events between this and the subscription come
+        # from the engine's buffer, the rest live.
+        self._proc = subprocess.Popen([*self._args, "--since", json.loads(since)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def seen(self) -> list[str]:
+        """The lines so far, once the stream has had a moment to deliver the last events."""
+        time.sleep(1.0)
+        return list(self.lines)
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.strip():
+                self.lines.append(line.rstrip("\n"))
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None and self._reader is not None
+        # The engine sends an event as the action happens; give the stream a moment to
+        # deliver the block's last ones.
+        time.sleep(1.0)
+        self._proc.terminate()
+        self._proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+
