@@ -153,6 +153,8 @@ def test_context_flag_up_broken_release_and_revert_on_the_second_engine(
     repo = registry.new_repo()
     good_digest = images.push("healthy", repo, "1").split("@", 1)[1]
     ref = registry.ref(repo, "1")
+    # Built now if this worker has not yet: the footprint must show the project's doing only.
+    images.local("unhealthy")
     before = footprint(project, images.repository)
 
     with second_engine.context(env=docker_cli.env) as name:
