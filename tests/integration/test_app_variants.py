@@ -18,7 +18,8 @@ from support.compose_project import ComposeProject
 from support.helpers import docker, http_get, wait_for
 from support.testimages import AppImages
 
-pytestmark = pytest.mark.docker
+# One worker for the whole file: its module fixture (every variant, up) is built once.
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("app-variants")]
 
 GRACE = 2.0
 
