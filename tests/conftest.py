@@ -3,12 +3,25 @@
 Tests that need Docker use the ``docker_engine`` fixture (or the ``docker`` marker). Without a
 reachable engine they skip on a developer's machine but *fail* when ``CI`` is set, so a CI run
 can never go green by skipping the tests that prove the product works.
+
+Parallel runs (pytest-xdist, ``--dist loadgroup``; ``scripts/test`` runs two phases):
+
+- a test that uses the ``swarm`` fixture (directly or through another fixture, such as
+  ``stack``) or carries ``@pytest.mark.swarm`` joins the xdist group ``swarm``: the engine has
+  one swarm, so those tests all run on one worker, one at a time;
+- a test that uses ``second_engine`` (and not the swarm) joins the group ``second-engine``:
+  one extra dockerd per run instead of one per worker;
+- ``@pytest.mark.serial``: timing-sensitive (kill points, latency, failed requests under load);
+  ``--phase parallel`` leaves those out, ``--phase serial`` runs only those, alone.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +29,11 @@ from support.prereq import missing
 
 pytest_plugins = ["support.fixtures", "support.second_engine", "support.docker_cli",
                   "support.swarm_two_nodes"]
+
+#: xdist group of the tests that use a fixture (or its marker), in this order of precedence.
+GROUPS = (("swarm", "swarm"), ("second_engine", "second-engine"))
+#: ``scripts/test`` reads the size of each phase here (the environment names the file).
+COUNTS_ENV = "CRT_TEST_PHASE_COUNTS"
 
 
 def _engine_problem() -> str | None:
@@ -41,7 +59,69 @@ def docker_engine() -> None:
         missing(problem)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--phase",
+        choices=("all", "parallel", "serial"),
+        default="all",
+        help="parallel: leave out the tests marked serial; serial: run only those (default: all)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "serial: timing-sensitive; runs alone, after the parallel phase (scripts/test)",
+        "swarm: uses the engine's swarm; all such tests run on one xdist worker",
+    ):
+        config.addinivalue_line("markers", line)
+    config.pluginmanager.register(_Phases(), "crt-phases")
+
+
+def _group(item: pytest.Item) -> str | None:
+    names = getattr(item, "fixturenames", ())
+    for fixture, group in GROUPS:
+        if fixture in names or item.get_closest_marker(fixture) is not None:
+            return group
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("docker") is not None:
             item.fixturenames.insert(0, "docker_engine")  # type: ignore[attr-defined]
+        group = _group(item)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+class _Phases:
+    """Deselection by ``--phase``, as a plugin of its own: its hook must run after -k, -m,
+    ``--deselect`` and ``--lf`` have chosen, while the grouping above runs first."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        serial = {item for item in items if item.get_closest_marker("serial") is not None}
+        _write_counts(parallel=len(items) - len(serial), serial=len(serial))
+        phase = config.getoption("--phase")
+        if phase == "all":
+            return
+        keep = [item for item in items if (item in serial) == (phase == "serial")]
+        if len(keep) != len(items):
+            kept = set(keep)
+            config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+            items[:] = keep
+
+
+def _write_counts(*, parallel: int, serial: int) -> None:
+    """Tell ``scripts/test`` how many selected tests each phase has (every worker writes the
+    same numbers), so that it can tell an empty phase from a run that selected nothing."""
+    target = os.environ.get(COUNTS_ENV)
+    if not target:
+        return
+    path = Path(target)
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    staging.write_text(json.dumps({"parallel": parallel, "serial": serial}))
+    staging.replace(path)

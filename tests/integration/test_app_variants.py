@@ -18,7 +18,8 @@ from support.compose_project import ComposeProject
 from support.helpers import docker, http_get, wait_for
 from support.testimages import AppImages
 
-pytestmark = pytest.mark.docker
+# One worker for the whole file: its module fixture (every variant, up) is built once.
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("app-variants")]
 
 GRACE = 2.0
 
@@ -91,6 +92,7 @@ def test_slow_serves_before_its_health_passes(apps: ComposeProject) -> None:
     assert apps.health("slow") == "starting"
 
 
+@pytest.mark.serial  # a stop under 1 s
 def test_stubborn_ignores_sigterm_and_is_killed_after_the_grace_period(
     apps: ComposeProject,
 ) -> None:

@@ -19,7 +19,8 @@ import pytest
 from support.prereq import need
 from support.testimages import find_busybox
 
-pytestmark = pytest.mark.docker
+# serial: the harness measures latencies and load through HAProxy; it runs alone.
+pytestmark = [pytest.mark.docker, pytest.mark.serial]
 
 REPO = Path(__file__).resolve().parents[2]
 SECTIONS = {"recover", "detect", "overhead", "cli", "scale", "zerodowntime"}

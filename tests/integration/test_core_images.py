@@ -5,7 +5,6 @@ down and the user's tags gone.
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -27,7 +26,7 @@ from core_helpers import (
 )
 
 from support.compose_project import ComposeProject
-from support.helpers import docker
+from support.helpers import EventLog, docker
 from support.registry import Registry
 from support.testimages import AppImages
 
@@ -89,15 +88,11 @@ def test_retention_tags_are_made_once_and_remade_when_removed(
     assert image_id(keep) == images.id("healthy")
 
     def tag_events_during(*args: str) -> list[str]:
-        since = docker("system", "info", "--format", "{{json .SystemTime}}").stdout.strip()
-        cli_json(project, *args)
-        until = docker("system", "info", "--format", "{{json .SystemTime}}").stdout.strip()
-        out = docker("events", "--since", json.loads(since), "--until", json.loads(until),
-                     "--filter", "type=image", "--filter", "event=tag",
-                     "--format", "{{.Actor.Attributes.name}}").stdout
+        with EventLog("type=image", "event=tag", fmt="{{.Actor.Attributes.name}}") as events:
+            cli_json(project, *args)
         # The engine is shared (other sessions build and tag at the same time): only tags of
         # this test's image repository are ours to count.
-        return [name for name in out.split() if name.startswith(f"{repository}:")]
+        return [name for name in events.lines if name.startswith(f"{repository}:")]
 
     write_compose(project, services(app=service(images.local("healthy"),
                                                 env={"RELEASE": "2"})))
@@ -137,7 +132,7 @@ def test_revert_works_with_the_registry_down_and_local_tags_gone(
     for tag in (v1_ref, v2_ref, ref):
         docker("image", "rm", tag)
     assert image_id(ref) is None
-    docker("image", "prune", "--force")  # dangling images only; never --all on a shared engine
+    images.prune_dangling()  # this session's dangling images: never engine-wide
     assert image_id(v1) == v1, "the retention tag must keep the old image through a prune"
 
     with registry.down():
@@ -146,7 +141,7 @@ def test_revert_works_with_the_registry_down_and_local_tags_gone(
         assert running_image(project, "app") == v1
         assert container_env(project, "app")["VERSION"] == "v1"
 
-        docker("image", "prune", "--force")
+        images.prune_dangling()
         _, forth = cli_json(project, "revert", *FAST)  # back to revision 2, the newer release
         assert (forth["outcome"], forth["revision"]) == ("deployed", 4), forth
         assert running_image(project, "app") == v2

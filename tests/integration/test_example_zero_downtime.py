@@ -40,6 +40,7 @@ def _wait_up(url: str, count: int) -> set[str]:
     return _up_servers(url)
 
 
+@pytest.mark.serial  # counts failed requests under load
 @pytest.mark.docker
 def test_zero_downtime_example_deploys_behind_its_proxy(
     project: ComposeProject, images: AppImages, haproxy_image: HaproxyImage

@@ -235,6 +235,7 @@ def test_prometheus_gate_waits_for_the_first_data_of_a_new_revision(
 # -- the soak -----------------------------------------------------------------------------------
 
 
+@pytest.mark.serial  # healthy only for 3 s after start
 def test_flaky_release_is_caught_by_the_soak_and_not_without_it(
     project: ComposeProject, app: AppImages
 ) -> None:
@@ -315,6 +316,7 @@ def _crash_release(project: ComposeProject, app: AppImages, *, revision: int,
     return CrashRun(decided - crashed[0], took, poll)
 
 
+@pytest.mark.serial  # asserts a latency under 1 s
 def test_crash_is_detected_from_the_event_without_sitting_out_the_timeout(
     project: ComposeProject, app: AppImages, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,7 +20,8 @@ import pytest
 
 from support.plugins import SYSTEM_PLUGIN_DIRS, find_real_compose
 
-pytestmark = pytest.mark.docker
+# One worker for the whole file: its module fixture (a real install) is built once.
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("install")]
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SH = REPO / "install.sh"

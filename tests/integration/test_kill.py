@@ -58,6 +58,8 @@ from support.compose_project import ComposeProject
 from support.helpers import describe
 from support.testimages import AppImages
 
+# Not serial: every kill lands at a journal step or a printed line, never after a sleep, so
+# parallel load cannot move it; the only collision it had (a prune) is gone.
 pytestmark = pytest.mark.docker
 
 GATES = ("--min-healthy", "1s", "--timeout", "30s")

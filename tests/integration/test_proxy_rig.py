@@ -21,7 +21,8 @@ from support.helpers import docker, wait_for
 from support.load import Load, LoadSummary
 from support.testimages import AppImages
 
-pytestmark = pytest.mark.docker
+# serial: counts failed requests under load; parallel load must not make or hide one.
+pytestmark = [pytest.mark.docker, pytest.mark.serial]
 
 RATE = 20.0
 _IP = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from robust_helpers import compose_text
 
 from support.compose_project import ComposeProject
 from support.docker_cli import DockerCli
-from support.helpers import describe, docker, free_port, unique_name
+from support.helpers import EventLog, describe, docker, free_port, unique_name
 from support.registry import Registry
 from support.second_engine import SecondEngine
 from support.testimages import AppImages
@@ -55,11 +54,17 @@ def footprint(project: ComposeProject, *repos: str, engine: SecondEngine | None 
     }
 
 
-def events_naming(project: ComposeProject, *, since: float, pulled: str = "") -> list[str]:
-    """Every event of the default engine since ``since`` that names the project, and every
+@pytest.fixture
+def default_events() -> Iterator[EventLog]:
+    """The default engine's events from the test's start (streamed: see ``EventLog``)."""
+    with EventLog() as events:
+        yield events
+
+
+def events_naming(project: ComposeProject, events: EventLog, *, pulled: str = "") -> list[str]:
+    """Every event of the default engine in ``events`` that names the project, and every
     pull of an image of the repository ``pulled``."""
-    found = docker("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-                   "--format", "{{json .}}").stdout.splitlines()
+    found = events.seen()
     return [line for line in found if project.name in line
             or (pulled and json.loads(line).get("Action") == "pull" and pulled in line)]
 
@@ -99,11 +104,12 @@ def remote(project: ComposeProject, second_engine: SecondEngine) -> Iterator[Sec
 
 
 def test_docker_host_up_broken_release_and_revert_on_the_second_engine(
-        project: ComposeProject, images: AppImages, remote: SecondEngine) -> None:
+        project: ComposeProject, images: AppImages, remote: SecondEngine,
+        default_events: EventLog) -> None:
     second_engine = remote
     good, bad = images.local("healthy"), images.local("unhealthy")
     second_engine.load(good, bad)
-    before, since = footprint(project, images.repository), time.time()
+    before = footprint(project, images.repository)
     env = second_engine.env
 
     def run(*args: str, expected: int = 0) -> Any:
@@ -134,7 +140,7 @@ def test_docker_host_up_broken_release_and_revert_on_the_second_engine(
     assert sorted(p.name for p in (project.state_dir / "revisions").iterdir()) == \
         [f"{n:04d}.yaml" for n in (1, 2, 3, 4)]
     assert footprint(project, images.repository) == before
-    assert events_naming(project, since=since) == []
+    assert events_naming(project, default_events) == []
 
 
 # -- through a docker context before `compose`: registry images pulled by the remote engine ----
@@ -142,12 +148,14 @@ def test_docker_host_up_broken_release_and_revert_on_the_second_engine(
 
 def test_context_flag_up_broken_release_and_revert_on_the_second_engine(
         project: ComposeProject, images: AppImages, registry: Registry,
-        remote: SecondEngine, docker_cli: DockerCli) -> None:
+        remote: SecondEngine, docker_cli: DockerCli, default_events: EventLog) -> None:
     second_engine = remote
     repo = registry.new_repo()
     good_digest = images.push("healthy", repo, "1").split("@", 1)[1]
     ref = registry.ref(repo, "1")
-    before, since = footprint(project, images.repository), time.time()
+    # Built now if this worker has not yet: the footprint must show the project's doing only.
+    images.local("unhealthy")
+    before = footprint(project, images.repository)
 
     with second_engine.context(env=docker_cli.env) as name:
         def run(*args: str, expected: int = 0) -> Any:
@@ -182,7 +190,7 @@ def test_context_flag_up_broken_release_and_revert_on_the_second_engine(
             assert status["services"][0]["containers"], status
 
     assert footprint(project, images.repository) == before
-    assert events_naming(project, since=since, pulled=f"{registry.host}/{repo}") == []
+    assert events_naming(project, default_events, pulled=f"{registry.host}/{repo}") == []
 
 
 # -- a missing or unreachable engine: exit 5, the endpoint named, nothing changed --------------

@@ -82,6 +82,7 @@ def _new_release(project: ComposeProject, images: AppImages, greeting: str) -> N
 # -- two concurrent ups -----------------------------------------------------------------------
 
 
+@pytest.mark.serial  # compares the two CLIs' run times
 @pytest.mark.parametrize("attempt", range(3))
 def test_two_concurrent_ups_exactly_one_deploys(
     project: ComposeProject, images: AppImages, attempt: int

@@ -24,7 +24,8 @@ from support.helpers import describe
 from support.plugins import locate_real_compose, plugin_dirs
 from support.testimages import AppImages
 
-pytestmark = pytest.mark.docker
+# One worker for the whole file: its module fixture (a real install) is built once.
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("shim-flags")]
 
 NAME = "{name}"  # placeholder in the calls below: the project's unique name
 

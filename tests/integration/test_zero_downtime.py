@@ -25,7 +25,8 @@ from support.haproxy import Proxies, Proxy, container_addresses
 from support.load import Load, LoadSummary
 from support.testimages import AppImages
 
-pytestmark = pytest.mark.docker
+# serial: counts failed requests under load; parallel load must not make or hide one.
+pytestmark = [pytest.mark.docker, pytest.mark.serial]
 
 RATE = 20.0
 #: "gate-fail": the healthy image with READY_CODE=500: Docker-healthy, refused by the gate.

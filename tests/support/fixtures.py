@@ -47,7 +47,9 @@ Loaded by ``tests/conftest.py`` (``pytest_plugins = ["support.fixtures"]``).
     ``.running(svc)``; removed after the test (before ``project`` cleans up).
 
 Everything created on the shared engine is named ``crt-...`` and removed by exact reference;
-nothing else is touched. Helpers (``wait_for``, ``http_get``) come from ``support.helpers``.
+nothing else is touched. Under pytest-xdist each worker has its own session fixtures (its own
+registry, images, Prometheus); the tests using ``swarm`` run on one worker (tests/conftest.py).
+Helpers (``wait_for``, ``http_get``) come from ``support.helpers``.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from .helpers import HttpResponse, http_get, unique_name, wait_for
 from .prereq import need
 from .prometheus import Prometheus, prometheus_binary
 from .registry import Registry, registry_binary
-from .swarm import Stack, Swarm
+from .swarm import Stack, Swarm, exclusive
 from .testimages import VARIANTS, AppImages, find_busybox
 
 __all__ = [
@@ -192,11 +194,12 @@ def haproxy(
 @pytest.fixture(scope="session")
 def swarm(docker_engine: None) -> Iterator[Swarm]:
     """A Swarm manager on loopback for the session, left as the engine was found."""
-    found = Swarm.ensure()
-    try:
-        yield found
-    finally:
-        found.restore()
+    with exclusive():  # no other test run on this host uses the swarm meanwhile
+        found = Swarm.ensure()
+        try:
+            yield found
+        finally:
+            found.restore()
 
 
 @pytest.fixture

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import secrets
 import socket
 import subprocess
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -117,12 +121,57 @@ def docker(
     return run_command(["docker", *args], check=check, timeout=timeout, env=env, cwd=cwd)
 
 
+#: Where ``free_port`` keeps the last port it handed out, for every test process of the host.
+PORTS_FILE = Path(tempfile.gettempdir()) / "crt-test-ports"
+#: First port ``free_port`` hands out; the last is just below the kernel's ephemeral range.
+PORTS_LOW = 10000
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    """A TCP port on 127.0.0.1 that no other test process of this host is handed.
+
+    Safe beside other xdist workers and other test runs: ports come from ``PORTS_LOW`` up to
+    the kernel's ephemeral range (``ip_local_port_range``), where neither ``bind(("", 0))`` nor
+    Docker's own choice of a published port ever lands, and one counter in ``PORTS_FILE``,
+    advanced under an exclusive ``flock``, hands each port out once per pass through the range
+    (~22,000 ports). A port something already listens on is skipped.
+    """
+    high = _ephemeral_low()
+    if high - PORTS_LOW < 1000:  # a host whose ephemeral range starts low: the kernel chooses
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            return port
+    span = high - PORTS_LOW
+    with open(PORTS_FILE, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file is closed
+        handle.seek(0)
+        text = handle.read().strip()
+        last = int(text) if text.isdigit() else PORTS_LOW - 1
+        for step in range(1, span + 1):
+            port = PORTS_LOW + (last - PORTS_LOW + step) % span
+            if _bindable(port):
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"{port}\n")
+                return port
+    raise RuntimeError(f"no free TCP port on 127.0.0.1 in {PORTS_LOW}..{high - 1}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -171,3 +220,53 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     }
     env.update(extra or {})
     return env
+
+
+class EventLog:
+    """``docker events`` of the default engine, streamed from the moment the ``with`` block
+    begins until it ends: ``.lines`` (one JSON object a line, or the ``fmt`` given).
+
+    Never ``docker events --since A --until B`` after the fact: the engine keeps only its last
+    256 events for that, and on an engine shared by parallel tests those are soon other
+    tests' events, so a test would see nothing (and an "== []" would pass for nothing).
+    """
+
+    def __init__(self, *filters: str, fmt: str = "{{json .}}") -> None:
+        self._args = ["docker", "events", "--format", fmt]
+        for item in filters:
+            self._args += ["--filter", item]
+        self.lines: list[str] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+
+    def __enter__(self) -> EventLog:
+        since = docker("system", "info", "--format", "{{json .SystemTime}}").stdout.strip()
+        # --since the engine's clock now: the events between this and the subscription come
+        # from the engine's buffer, the rest live.
+        self._proc = subprocess.Popen([*self._args, "--since", json.loads(since)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def seen(self) -> list[str]:
+        """The lines so far, once the stream has had a moment to deliver the last events."""
+        time.sleep(1.0)
+        return list(self.lines)
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.strip():
+                self.lines.append(line.rstrip("\n"))
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._proc is not None and self._reader is not None
+        # The engine sends an event as the action happens; give the stream a moment to
+        # deliver the block's last ones.
+        time.sleep(1.0)
+        self._proc.terminate()
+        self._proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+

@@ -33,6 +33,7 @@ here) or from the loopback registry (``127.0.0.1`` is the same host for both dae
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import os
 import shutil
@@ -53,6 +54,8 @@ STOP_SECONDS = 30.0
 #: Candidate address blocks: the first that no route of this host overlaps is used (the lower
 #: half for the networks of compose projects, a /24 of the upper half for the bridge).
 BLOCK_CANDIDATES = ("10.213.0.0/16", "10.214.0.0/16", "10.215.0.0/16", "172.31.0.0/16")
+#: Held while a block is chosen and its bridge made, by every test process of this host.
+BLOCK_LOCK = Path(tempfile.gettempdir()) / "crt-second-engine.lock"
 
 
 class SecondEngine:
@@ -213,14 +216,23 @@ def second_engine() -> Iterator[SecondEngine]:
         missing("dockerd is not installed (Debian package docker.io)")
     if os.geteuid() != 0:
         missing("a second dockerd needs root", fix=None)
-    block = free_block()
-    if block is None:
-        missing(f"every candidate address block {BLOCK_CANDIDATES} overlaps a route here",
-                fix=None)
-    # Short and under /tmp: a unix socket path has a 108-byte limit.
-    engine = SecondEngine(Path(tempfile.mkdtemp(prefix="crt-engine-", dir="/tmp")), block=block)
+    with open(BLOCK_LOCK, "a") as lock:
+        # Two test processes (xdist workers, other runs) must not both pick the same free
+        # block: the choice and the bridge that makes it taken (its route) happen under a lock.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        block = free_block()
+        if block is None:
+            missing(f"every candidate address block {BLOCK_CANDIDATES} overlaps a route here",
+                    fix=None)
+        # Short and under /tmp: a unix socket path has a 108-byte limit.
+        root = Path(tempfile.mkdtemp(prefix="crt-engine-", dir="/tmp"))
+        engine = SecondEngine(root, block=block)
+        try:
+            engine.start()
+        except BaseException:
+            engine.stop()
+            raise
     try:
-        engine.start()
         yield engine
     finally:
         engine.stop()

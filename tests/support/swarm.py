@@ -5,19 +5,48 @@ the engine's swarm is inactive, and ``restore()`` leaves it again only if it was
 the engine is left as it was found. Another state (a worker, a locked or pending swarm) is not
 ours to change: the tests needing it fail with the state named.
 
+The engine has one swarm: in one run the tests using it share one xdist worker (group
+``swarm``, tests/conftest.py), and ``exclusive()`` keeps two runs on this host (or a bench)
+from holding it at once, so one cannot leave the swarm under the other's stack.
+
 ``Stack`` is one test's stack (named like its compose project): read its services and tasks;
 ``remove()`` takes it away and waits until its containers and networks are gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .helpers import docker, wait_for
 
 STACK_LABEL = "com.docker.stack.namespace"
+#: Held by the test process that uses the engine's swarm, for as long as it does.
+SWARM_LOCK = Path(tempfile.gettempdir()) / "crt-swarm.lock"
+
+
+@contextlib.contextmanager
+def exclusive(*, timeout: float = 1800.0) -> Iterator[None]:
+    """Hold the host-wide swarm lock; fail naming it after ``timeout`` seconds of waiting."""
+    with open(SWARM_LOCK, "a") as lock:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise AssertionError(f"another test run held {SWARM_LOCK} (the engine's "
+                                         f"swarm) for {timeout:g} s") from None
+                time.sleep(1.0)
+        yield
 
 
 def swarm_state() -> str:

@@ -198,6 +198,14 @@ class AppImages:
         """Drop a local reference (tag or digest) so that the engine must pull it again."""
         docker("image", "rm", ref, check=None)
 
+    def prune_dangling(self) -> None:
+        """``docker image prune`` of this session's dangling images only.
+
+        Never engine-wide: a plain prune also takes the untagged intermediate images of a build
+        that another test process is running at that moment, and fails that build.
+        """
+        docker("image", "prune", "--force", "--filter", f"label={SESSION_LABEL}={self.session}")
+
     # -- teardown ---------------------------------------------------------------------------
 
     def cleanup(self) -> None:
