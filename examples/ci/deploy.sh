@@ -16,6 +16,7 @@
 #   APP_REPO      the image repository in the registry (default ci-example-web)
 #   ROLLBACK_CMD  how to run compose-rollback (default: docker compose rollback)
 #   RESULT        where the deploy's JSON result goes (default rollback.json)
+#   WATCH         up --watch DURATION after the deploy (default 0: no watch)
 #   BUSYBOX       the static busybox the example's image is built from (default /bin/busybox)
 #
 # Exit codes of `deploy` are compose-rollback's, so the pipeline reads them directly:
@@ -60,7 +61,10 @@ deploy() {
     local code=0
     # --commit: the decided revision (deployed or failed) is committed to this repository;
     # the pipeline pushes that commit if it wants the record shared.
-    "${ROLLBACK[@]}" up --json -m "$GIT_COMMIT" --commit >"$RESULT" || code=$?
+    # WATCH (e.g. 10m): keep every gate running that long after the deploy and revert on a
+    # failure (`up --watch`); 0, the default, does not watch.
+    "${ROLLBACK[@]}" up --json -m "$GIT_COMMIT" --commit --watch "${WATCH:-0}" >"$RESULT" \
+        || code=$?
     case $code in
         0) log "deployed" ;;
         1) log "the release failed its gates; the last good revision is back (see $RESULT)" ;;
