@@ -46,6 +46,7 @@ BASH_HARNESS = """
 source {bash_completion}
 {load}
 compopt() {{ :; }}  # only valid while bash itself runs a completion
+COLUMNS=120  # a terminal's width: with several candidates, cobra's script adds "  (help)"
 line=$1
 read -ra COMP_WORDS <<< "$line"
 [[ $line == *' ' ]] && COMP_WORDS+=('')
@@ -137,7 +138,7 @@ def test_our_commands(docker: Docker, project_dir: Path, words: list[str]) -> No
 def test_our_flags(docker: Docker, project_dir: Path) -> None:
     up_command: Any = get_command(app).commands["up"]  # type: ignore[attr-defined]
     flags = {o for p in up_command.params if p.param_type_name == "option"
-             for o in p.opts if o.startswith("--")}
+             for o in [*p.opts, *p.secondary_opts] if o.startswith("--")}  # --commit/--no-commit
     assert {"--build", "--dry-run", "--no-rollback", "--json"} <= flags
     lines = docker.complete("compose", "rollback", "up", "--", cwd=project_dir)
     assert set(values(lines)) == flags | {"--help"}
@@ -207,7 +208,9 @@ def bash_complete(docker: Docker, line: str, *, cwd: Path, load: str) -> list[st
     script = BASH_HARNESS.format(bash_completion=BASH_COMPLETION, load=load)
     out = docker.run(["bash", "-c", script, "harness", line], cwd=cwd)
     assert out.returncode == 0, out.stderr
-    return out.stdout.split()
+    # One candidate a line; beside several, cobra's script shows each one's help after two
+    # spaces, in parentheses (bash lists them; none is inserted): the candidate is before it.
+    return [line.split("  (", 1)[0].strip() for line in out.stdout.splitlines() if line.strip()]
 
 
 def test_bash_with_dockers_completion_script(docker: Docker, project_dir: Path) -> None:
