@@ -192,6 +192,8 @@ def _store_paths(repo: Repository, *, store: Path, revisions: Sequence[Revision]
 # -- the commits that recorded revisions ------------------------------------------------------
 def recorded_in(*, directory: Path, store: Path) -> dict[int, str]:
     """Revision number -> the newest commit that added its file; empty outside git."""
+    if not might_be_in_git(directory):
+        return {}  # no git process for `history` in a project outside git
     try:
         repo = Repository.of(directory=directory, store=store)
         # --no-renames: a revision file added as another one is pruned is an addition, not
@@ -204,6 +206,15 @@ def recorded_in(*, directory: Path, store: Path) -> dict[int, str]:
     if done.returncode != 0:  # e.g. an unborn branch: nothing recorded yet
         return {}
     return _parse_log(done.stdout, prefix=repo.path("revisions/"))
+
+
+def might_be_in_git(directory: Path) -> bool:
+    """False only when git could not find a repository either: no ``.git`` in the directory
+    or above it, and no ``GIT_DIR`` (git itself decides the rest: ceilings, safe.directory)."""
+    if os.environ.get("GIT_DIR"):
+        return True
+    here = Path(directory).resolve()  # git looks from the physical directory
+    return any(os.path.lexists(folder / ".git") for folder in (here, *here.parents))
 
 
 def _parse_log(output: str, *, prefix: str) -> dict[int, str]:

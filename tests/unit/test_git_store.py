@@ -303,3 +303,24 @@ def test_a_bad_git_setting_names_its_path(value: object) -> None:
 
 def test_the_default_is_off() -> None:
     assert load_settings({}).git == "off"
+
+
+def test_history_outside_git_starts_no_git_process(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``history`` asks git for recording commits only where git could find a repository."""
+    from compose_rollback import gitstore
+
+    project = tmp_path / "deep" / "project"
+    project.mkdir(parents=True)
+    monkeypatch.delenv("GIT_DIR", raising=False)
+    calls: list[object] = []
+    monkeypatch.setattr(gitstore.subprocess, "run",
+                        lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(OSError()))
+    assert not gitstore.might_be_in_git(project)
+    assert gitstore.recorded_in(directory=project, store=project / ".rollback" / "p") == {}
+    assert calls == []
+    (tmp_path / ".git").mkdir()  # a repository above the project: git decides
+    assert gitstore.might_be_in_git(project)
+    (tmp_path / ".git").rmdir()
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere.git"))
+    assert gitstore.might_be_in_git(project)
