@@ -5,6 +5,7 @@ test folder that loads the project's conftest."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -133,3 +134,27 @@ def test_phases_split_the_selection_and_tell_their_sizes(folder: Path) -> None:
     code, counts, out = _run(folder, "--phase", "serial", "-k", "plain or timing")
     assert (code, counts) == (0, {"parallel": 1, "serial": 1}), out
     assert "1 passed, 5 deselected" in out, out
+
+
+def test_loadgroup_really_groups(tmp_path: Path) -> None:
+    """``--dist loadgroup`` sends an ``xdist_group``'s tests to one worker (pytest 9.2 with
+    xdist 3.8 silently did not: the swarm tests then waited on each other's lock on every
+    worker). A real pytest run of two grouped tests and two free ones on 2 workers."""
+    (tmp_path / "test_g.py").write_text(
+        "import os, pytest\n"
+        "@pytest.mark.xdist_group('g')\n"
+        "@pytest.mark.parametrize('n', range(4))\n"
+        "def test_grouped(n):\n"
+        "    open(os.environ['OUT'], 'a').write(os.environ['PYTEST_XDIST_WORKER'] + '\\n')\n"
+        "@pytest.mark.parametrize('n', range(4))\n"
+        "def test_free(n):\n"
+        "    pass\n")
+    out = tmp_path / "workers.txt"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-n", "2", "--dist", "loadgroup",
+         "-p", "no:cacheprovider", "-p", "no:randomly", str(tmp_path / "test_g.py")],
+        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=120,
+        env={**os.environ, "OUT": str(out)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    workers = out.read_text().split()
+    assert len(workers) == 4 and len(set(workers)) == 1, workers
