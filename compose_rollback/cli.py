@@ -370,6 +370,14 @@ def exit_code(what: "BaseException | DeployResult | Outcome") -> ExitCode:
     return ExitCode.INTERNAL
 
 
+def click_command() -> Any:
+    """The click command Typer builds of ``app`` (shell completion reads its commands and
+    options; typer stays in this module)."""
+    from typer.main import get_command
+
+    return get_command(app)
+
+
 def main(argv: Sequence[str], *, as_plugin: bool) -> int:
     """Split the argv and run the command: the plugin's and the console script's entry."""
     try:

@@ -92,11 +92,9 @@ def complete(words: Sequence[str], incomplete: str, *, values: Values,
     ``root``: the click command to complete (default: the one Typer builds of ``cli.app``).
     """
     if root is None:
-        from typer.main import get_command
+        from compose_rollback.cli import click_command
 
-        from compose_rollback.cli import app
-
-        root = get_command(app)
+        root = click_command()
     where = _walk(root, words)
     if where is None:
         return Answer([])
