@@ -28,7 +28,7 @@ import pytest
 from support.prereq import missing
 
 pytest_plugins = ["support.fixtures", "support.second_engine", "support.docker_cli",
-                  "support.swarm_two_nodes"]
+                  "support.swarm_two_nodes", "support.installed"]
 
 #: xdist group of the tests that use a fixture (or its marker), in this order of precedence.
 GROUPS = (("swarm", "swarm"), ("second_engine", "second-engine"))

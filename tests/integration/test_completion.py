@@ -1,16 +1,16 @@
 """Shell completion through docker's own, with the plugin installed as the README installs it.
 
-One ``install.sh`` run for the module, into a throwaway HOME, DOCKER_CONFIG and
-COMPOSE_ROLLBACK_HOME (the machine's real Compose plugin symlinked into that docker config);
-a second docker config without the install gives compose's own answers to compare with. The
-docker CLI is asked as its completion scripts ask it (``docker __complete …``), and the real
-shells run those scripts: bash (``docker completion bash``, and Debian's own bash completion),
-zsh (its line editor, in a pseudo-terminal) and fish (``complete --do-complete``).
+The run's one real ``install.sh`` (``support.installed``: a throwaway HOME, DOCKER_CONFIG and
+COMPOSE_ROLLBACK_HOME, the machine's real Compose plugin symlinked into that docker config),
+seen from a HOME and docker config of each test's own; a second docker config without the
+install gives compose's own answers to compare with. The docker CLI is asked as its
+completion scripts ask it (``docker __complete …``), and the real shells run those scripts:
+bash (``docker completion bash``, and Debian's own bash completion), zsh (its line editor, in
+a pseudo-terminal) and fish (``complete --do-complete``).
 """
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import statistics
@@ -27,13 +27,13 @@ from typer.main import get_command
 
 from compose_rollback.cli import app
 from support.compose_project import ComposeProject
+from support.installed import PluginUser, base_env
 from support.plugins import find_real_compose
 from support.prereq import need
 from support.testimages import AppImages
 
 pytestmark = pytest.mark.docker
 
-REPO = Path(__file__).resolve().parents[2]
 COMMANDS = {n for n, c in get_command(app).commands.items()  # type: ignore[attr-defined]
             if not c.hidden}
 DEBIAN_BASH_COMPLETION = Path("/usr/share/bash-completion/completions/docker")
@@ -94,26 +94,16 @@ def values(lines: Sequence[str]) -> list[str]:
     return [line.split("\t", 1)[0] for line in lines[:-1]]
 
 
-@pytest.fixture(scope="module")
-def docker(tmp_path_factory: pytest.TempPathFactory) -> Docker:
-    real = find_real_compose()
-    root = tmp_path_factory.mktemp("completion-install")
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("DOCKER_CLI_PLUGIN_", "COMPOSE_")) and k != "DOCKER_CONTEXT"}
-    envs = []
-    for name in ("config", "plain-config"):
-        config = root / name
-        (config / "cli-plugins").mkdir(parents=True)
-        (config / "cli-plugins" / "docker-compose").symlink_to(real)
-        (root / f"home-{name}").mkdir()
-        envs.append({**base, "HOME": str(root / f"home-{name}"), "DOCKER_CONFIG": str(config),
-                     "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR",
-                                                     str(Path.home() / ".cache" / "pip"))})
-    envs[0]["COMPOSE_ROLLBACK_HOME"] = str(root / "cr-home")
-    out = subprocess.run(["bash", str(REPO / "install.sh")], env=envs[0], capture_output=True,
-                         text=True, timeout=900, check=False)
-    assert out.returncode == 0, f"install.sh failed:\n{out.stdout}{out.stderr}"
-    return Docker(env=envs[0], plain_env=envs[1])
+@pytest.fixture
+def docker(plugin_user: PluginUser, tmp_path_factory: pytest.TempPathFactory) -> Docker:
+    """The run's real install (``support.installed``), in a HOME and docker config of this
+    test's own, beside a docker config of the same machine without it."""
+    plain = tmp_path_factory.mktemp("plain-config")
+    (plain / "config" / "cli-plugins").mkdir(parents=True)
+    (plain / "config" / "cli-plugins" / "docker-compose").symlink_to(find_real_compose())
+    (plain / "home").mkdir()
+    plain_env = {**base_env(), "HOME": str(plain / "home"), "DOCKER_CONFIG": str(plain / "config")}
+    return Docker(env=plugin_user.env, plain_env=plain_env)
 
 
 @pytest.fixture

@@ -20,8 +20,11 @@ import pytest
 
 from support.plugins import SYSTEM_PLUGIN_DIRS, find_real_compose
 
-# One worker for the whole file: its module fixture (a real install) is built once.
-pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("install")]
+pytestmark = pytest.mark.docker
+#: The main scenario's tests share one worker, in file order: their module fixture (a real
+#: install) is built once, and the last of them reinstalls and uninstalls. The scenarios
+#: with an install of their own run on any worker, beside it.
+MAIN_SCENARIO = pytest.mark.xdist_group("install")
 
 REPO = Path(__file__).resolve().parents[2]
 INSTALL_SH = REPO / "install.sh"
@@ -133,6 +136,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory, real_compose: Path) -> I
         inst.run(["bash", str(INSTALL_SH), "--uninstall"])
 
 
+@MAIN_SCENARIO
 def test_config_gets_our_dir_first_and_keeps_other_keys(installed: Installed) -> None:
     inst = installed.inst
     config = json.loads(inst.config_json.read_text())
@@ -146,10 +150,12 @@ def test_config_gets_our_dir_first_and_keeps_other_keys(installed: Installed) ->
     assert os.access(inst.cr_home / "venv" / "bin" / "compose-rollback", os.X_OK)
 
 
+@MAIN_SCENARIO
 def test_install_says_how_to_use_it(installed: Installed) -> None:
     assert "docker compose rollback --help" in installed.install_output
 
 
+@MAIN_SCENARIO
 def test_docker_compose_version_is_unchanged(installed: Installed) -> None:
     after = installed.inst.docker("compose", "version")
     before = installed.version_before
@@ -160,6 +166,7 @@ def test_docker_compose_version_is_unchanged(installed: Installed) -> None:
     )
 
 
+@MAIN_SCENARIO
 def test_docker_compose_ps_works(installed: Installed) -> None:
     project = installed.inst.root / "ps-project"
     project.mkdir()
@@ -169,6 +176,7 @@ def test_docker_compose_ps_works(installed: Installed) -> None:
     assert "NAME" in out.stdout
 
 
+@MAIN_SCENARIO
 def test_docker_info_lists_both_plugins(installed: Installed) -> None:
     inst = installed.inst
     out = inst.docker("info", "--format", "{{json .ClientInfo.Plugins}}")
@@ -185,6 +193,7 @@ def test_docker_info_lists_both_plugins(installed: Installed) -> None:
     assert str(inst.config_dir / "cli-plugins" / "docker-compose") in compose["ShadowedPaths"]
 
 
+@MAIN_SCENARIO
 def test_docker_rollback_metadata_is_json(installed: Installed) -> None:
     plugin = installed.inst.plugin_dir / "docker-rollback"
     out = installed.inst.run([str(plugin), "docker-cli-plugin-metadata"])
@@ -197,6 +206,7 @@ def test_docker_rollback_metadata_is_json(installed: Installed) -> None:
     }
 
 
+@MAIN_SCENARIO
 @pytest.mark.parametrize(
     "args", [["compose", "rollback", "--help"], ["rollback", "--help"]], ids=" ".join
 )
@@ -208,6 +218,7 @@ def test_rollback_help(installed: Installed, args: list[str]) -> None:
     assert re.search(r"\brevert\b", out.stdout), out.stdout
 
 
+@MAIN_SCENARIO
 def test_reinstall_then_uninstall_restores_the_config(installed: Installed) -> None:
     """Runs last in this module: it removes the installation the tests above share."""
     inst = installed.inst

@@ -10,16 +10,14 @@ installed plugin printing the schema it ships. Each document is checked strictly
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_install import INSTALL_SH, Install, make_install
 
 from support.compose_project import ComposeProject
+from support.installed import PluginUser
 from support.jsonschema_check import assert_valid
-from support.plugins import find_real_compose
 from support.registry import Registry
 from support.swarm import Stack
 from support.testimages import AppImages
@@ -127,20 +125,14 @@ def test_status_of_a_stack_follows_the_schema(
     assert {"task", "image"} <= set(web["containers"][0])
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
-    inst = make_install(tmp_path_factory.mktemp("install"), find_real_compose(), config=None)
-    inst.install_sh()
-    yield inst
-    inst.run(["bash", str(INSTALL_SH), "--uninstall"])
-
-
 def test_the_installed_plugin_prints_the_schema_it_ships(
-        installed: Install, tmp_path: Path) -> None:
-    """The schema file is package data: in the wheel pip installs, found by the plugin."""
-    out = installed.docker("compose", "rollback", "schema", "status", cwd=tmp_path)
+        plugin_user: PluginUser, tmp_path: Path) -> None:
+    """The schema file is package data: in the wheel pip installs (the run's real install.sh,
+    ``support.installed``), found by the plugin."""
+    out = plugin_user.docker("compose", "rollback", "schema", "status", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     found = json.loads(out.stdout)
     assert found["$ref"] == "#/$defs/status" and "status" in found["$defs"]
-    files = list((installed.cr_home / "venv").rglob("compose_rollback/schema/output.schema.json"))
+    files = list((plugin_user.cr_home / "venv").rglob(
+        "compose_rollback/schema/output.schema.json"))
     assert len(files) == 1, files
