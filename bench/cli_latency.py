@@ -210,8 +210,10 @@ def import_profile(project: ComposeProject, args: Sequence[str]) -> list[dict[st
     return [{"module": module, "cumulative_ms": ms} for module, ms in top[:10]]
 
 
-def run(space: Workspace, *, revisions: int, runs: int, shim: bool) -> dict[str, Any]:
-    project = space.project(compose_text({"app": space.images.local("healthy")}))
+def run(space: Workspace, *, revisions: int, runs: int, shim: bool,
+        warmup: int = 1) -> dict[str, Any]:
+    project = space.project(compose_text({"app": space.images.local("healthy")},
+                                         healthcheck=space.healthcheck))
     first = project.run("up", "--min-healthy", "0", env=cli_env(), timeout=300)
     if first.returncode != 0:
         raise BenchError(f"cli: first deploy failed:\n{first.stderr}")
@@ -245,7 +247,7 @@ def run(space: Workspace, *, revisions: int, runs: int, shim: bool) -> dict[str,
             })
     log(f"cli: {len(commands)} commands x {runs} runs, round-robin")
     cpu: dict[str, list[float]] = {}
-    times = round_robin(commands, runs, cpu=cpu)
+    times = round_robin(commands, runs, warmup=warmup, cpu=cpu)
     result["commands"] = {name: summarize(values) for name, values in times.items()}
     result["cpu"] = {name: summarize(values) for name, values in cpu.items()}
     if shim and "install_error" not in result:

@@ -286,6 +286,9 @@ class Workspace:
 
     root: Path
     images: AppImages
+    #: Healthcheck keys every section's compose file sets over its image's own (``--tiny``:
+    #: a tolerant probe timeout); empty: the image's own healthcheck, as in a full run.
+    healthcheck: Mapping[str, str] = field(default_factory=dict)
     projects: list[ComposeProject] = field(default_factory=list)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
@@ -327,7 +330,8 @@ class Workspace:
 
 
 @contextlib.contextmanager
-def workspace(variants: Sequence[str]) -> Iterator[Workspace]:
+def workspace(variants: Sequence[str], *,
+              healthcheck: Mapping[str, str] | None = None) -> Iterator[Workspace]:
     busybox = find_busybox()
     if busybox is None:
         raise BenchError("no static busybox (Debian package busybox-static)")
@@ -336,7 +340,7 @@ def workspace(variants: Sequence[str]) -> Iterator[Workspace]:
     # AppImages only needs a registry to push, which the harness never does: local images.
     images = AppImages(registry=Registry(root / "registry"), workdir=root / "images",
                        busybox=busybox, session=unique_name("b", hex_chars=6).replace("-", ""))
-    space = Workspace(root=root, images=images)
+    space = Workspace(root=root, images=images, healthcheck=dict(healthcheck or {}))
     try:
         log(f"building test images {', '.join(variants)}")
         images.build_all(variants, workers=2)

@@ -60,7 +60,7 @@ class Pair:
     def __init__(self, space: Workspace, services: int,
                  healthcheck: dict[str, str] | None = None) -> None:
         self.tags = service_tags(space, services)
-        self.healthcheck = healthcheck
+        self.healthcheck = healthcheck or space.healthcheck
         self.round = 0
         self.project: ComposeProject = space.project(self._text())
         self.space = space

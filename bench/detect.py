@@ -64,11 +64,13 @@ def _crash_after(start: float) -> Callable[[DockerEvent], bool]:
 
 def run(space: Workspace, *, runs: int, crash_after: float) -> dict[str, Any]:
     images = space.images
-    project = space.project(compose_text({"app": images.local("healthy")}))
+    project = space.project(compose_text({"app": images.local("healthy")},
+                                         healthcheck=space.healthcheck))
     first = project.run("up", "--min-healthy", "0", env=cli_env(), timeout=300)
     if first.returncode != 0:
         raise BenchError(f"detect: first deploy failed:\n{first.stderr}")
-    crash = compose_text({"app": images.local("crash")}, env={"CRASH_AFTER": str(crash_after)})
+    crash = compose_text({"app": images.local("crash")}, env={"CRASH_AFTER": str(crash_after)},
+                         healthcheck=space.healthcheck)
     by_finished: list[float] = []
     by_event: list[float] = []
     gate_started: list[float] = []

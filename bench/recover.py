@@ -70,7 +70,8 @@ class Ours:
 
     def _text(self, variant: str) -> str:
         return compose_text({"app": self.images.local(variant)},
-                            rollback={"min_healthy": self.soak, "timeout": "60s"})
+                            rollback={"min_healthy": self.soak, "timeout": "60s"},
+                            healthcheck=self.space.healthcheck)
 
     def run(self, case: str) -> dict[str, Any]:
         self.project.write(self._text(case))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.common import (
@@ -173,7 +174,10 @@ def _behind_proxy(space: Workspace, *, modes: Sequence[str], reps: int,
     log("zerodowntime: building HAProxy, starting one project + proxy per mode")
     image.build()
     with contextlib.ExitStack() as stack:
-        rigs: dict[str, Rig | SwarmRig] = {mode: Rig(space, proxies, mode) for mode in modes}
+        # Independent projects and proxies, set up side by side: nothing is measured yet.
+        with ThreadPoolExecutor(max_workers=len(modes)) as pool:
+            made = list(pool.map(lambda mode: Rig(space, proxies, mode), modes))
+        rigs: dict[str, Rig | SwarmRig] = dict(zip(modes, made, strict=True))
         swarm_error = ""
         if swarm:
             try:  # the peer failing (the engine is shared) costs its own figures only
@@ -300,8 +304,10 @@ def _stubborn(space: Workspace, *, reps: int, grace: float, soak: str,
     samples: dict[str, dict[str, list[float]]] = {"stop-first": {}, "start-first": {},
                                                   "swarm": {}}
     result: dict[str, Any] = {"grace": grace, "soak": soak, "reps": reps}
-    stop_first = Stubborn(space, mode="stop-first", grace=grace, soak=soak)
-    start_first = Stubborn(space, mode="start-first", grace=grace, soak=soak)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # their first deploys, side by side
+        stop_first, start_first = pool.map(
+            lambda mode: Stubborn(space, mode=mode, grace=grace, soak=soak),
+            ("stop-first", "start-first"))
     with contextlib.ExitStack() as stack:
         peer: Swarm | None = None
         if swarm:
