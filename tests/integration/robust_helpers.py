@@ -36,10 +36,11 @@ TOLERANT_HEALTHCHECK = "    healthcheck: {interval: 1s, timeout: 10s, retries: 3
 
 
 def compose_text(image: str, *, env: Mapping[str, str] | None = None, extra: str = "",
-                 service: str = "app", top: str = X_ROLLBACK) -> str:
+                 service: str = "app", top: str = X_ROLLBACK,
+                 healthcheck: str = TOLERANT_HEALTHCHECK) -> str:
     """A one-service compose file running a local image (never pulled)."""
     lines = [top.rstrip("\n"), "services:", f"  {service}:", f"    image: {image}",
-             "    pull_policy: never", TOLERANT_HEALTHCHECK]
+             "    pull_policy: never", healthcheck]
     if env:
         lines.append("    environment:")
         lines += [f"      {key}: {json.dumps(value)}" for key, value in env.items()]
