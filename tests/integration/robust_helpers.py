@@ -21,9 +21,11 @@ import pytest
 from support.compose_project import REPO_ROOT, ComposeProject
 from support.helpers import clean_env, describe, docker
 
-#: Gate settings for every project of these tests: a short soak, a bounded wait.
-FAST = ("--min-healthy", "1s", "--timeout", "60s")
-X_ROLLBACK = "x-rollback: {timeout: 60s, min_healthy: 1s}\n"
+#: Gate settings for every project of these tests: a short soak, a bounded wait. The soak is
+#: 200ms, not 1s: every gate still waits for each container to be running and healthy, and
+#: none of these tests is about how long a release stays healthy; ~0.8 s less per gated deploy.
+FAST = ("--min-healthy", "200ms", "--timeout", "60s")
+X_ROLLBACK = "x-rollback: {timeout: 60s, min_healthy: 200ms}\n"
 
 #: Where summary tables are written besides stdout (``-s``-independent evidence).
 SUMMARY_DIR = Path(os.environ.get("CRT_SUMMARY_DIR", "/tmp/compose-rollback-test-summaries"))
@@ -36,10 +38,11 @@ TOLERANT_HEALTHCHECK = "    healthcheck: {interval: 1s, timeout: 10s, retries: 3
 
 
 def compose_text(image: str, *, env: Mapping[str, str] | None = None, extra: str = "",
-                 service: str = "app", top: str = X_ROLLBACK) -> str:
+                 service: str = "app", top: str = X_ROLLBACK,
+                 healthcheck: str = TOLERANT_HEALTHCHECK) -> str:
     """A one-service compose file running a local image (never pulled)."""
     lines = [top.rstrip("\n"), "services:", f"  {service}:", f"    image: {image}",
-             "    pull_policy: never", TOLERANT_HEALTHCHECK]
+             "    pull_policy: never", healthcheck]
     if env:
         lines.append("    environment:")
         lines += [f"      {key}: {json.dumps(value)}" for key, value in env.items()]

@@ -152,6 +152,9 @@ def test_the_table_is_big_enough() -> None:
     assert len({row.id for row in ROWS}) == len(ROWS)
 
 
+# One worker runs every row, so each base (one or two deployed revisions) is built once, not
+# on each worker.
+@pytest.mark.xdist_group("bad-input")
 @pytest.mark.parametrize("row", ROWS, ids=[row.id for row in ROWS])
 def test_bad_input(world: World, row: Row) -> None:
     RESULTS[row.id] = "error in setup"
@@ -170,6 +173,7 @@ def test_bad_input(world: World, row: Row) -> None:
     assert not problems, "\n".join([*problems, describe(result, expected=int(row.code))])
 
 
+@pytest.mark.xdist_group("bad-input")  # after every row, on the worker that ran them
 def test_zz_bad_input_summary(capsys: pytest.CaptureFixture[str]) -> None:
     """Print what every row of the table did (run last; also written to a file)."""
     if not RESULTS:

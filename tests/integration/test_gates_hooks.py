@@ -286,6 +286,8 @@ def running(
         created.cleanup()
 
 
+# One worker runs every row, so the ``running`` project is deployed once, not on each worker.
+@pytest.mark.xdist_group("bad-settings")
 @pytest.mark.parametrize("bad", BAD, ids=[b.id for b in BAD])
 def test_bad_setting_is_rejected_with_its_path_and_nothing_is_deployed(
     running: tuple[ComposeProject, Deployed], images: AppImages, bad: Bad

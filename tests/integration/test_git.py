@@ -18,8 +18,8 @@ from core_helpers import FAST, cli, cli_json, history, running_image, service, s
 from support.compose_project import REPO_ROOT, ComposeProject
 from support.testimages import AppImages
 
-X_FAST = "x-rollback: {timeout: 60s, min_healthy: 1s}\n"
-X_COMMIT = "x-rollback: {timeout: 60s, min_healthy: 1s, git: commit}\n"
+X_FAST = "x-rollback: {timeout: 60s, min_healthy: 200ms}\n"
+X_COMMIT = "x-rollback: {timeout: 60s, min_healthy: 200ms, git: commit}\n"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -171,7 +171,7 @@ def test_a_store_in_a_subdirectory_with_its_own_dir_setting(
     sub = repo / "deploy"
     sub.mkdir()
     (sub / "compose.yaml").write_text(
-        "x-rollback: {timeout: 60s, min_healthy: 1s, git: commit, dir: state}\n"
+        "x-rollback: {timeout: 60s, min_healthy: 200ms, git: commit, dir: state}\n"
         f"name: {project.name}\nservices:\n"
         + _indent(services(web=service(images.local("healthy")))))
     git(repo, "add", "deploy/compose.yaml")

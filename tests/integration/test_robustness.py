@@ -15,6 +15,7 @@ import pytest
 from robust_helpers import (
     FAST,
     TOLERANT_HEALTHCHECK,
+    X_ROLLBACK,
     cli,
     compose_text,
     error_problems,
@@ -28,13 +29,15 @@ from robust_helpers import (
 
 from compose_rollback.testhooks import VARIABLE
 from support.compose_project import ComposeProject
-from support.helpers import describe, unique_name, wait_for
+from support.helpers import describe, free_port, unique_name, wait_for
 from support.testimages import AppImages
 
 pytestmark = pytest.mark.docker
 
 #: A soak long enough that the holder keeps the lock while the test does things.
 SLOW_SOAK = ("--min-healthy", "6s", "--timeout", "60s")
+#: Seconds a holder keeps the lock after a waiter started (``--wait-lock``).
+HOLD = 2.0
 
 
 def _finish(proc: subprocess.Popen[str], started: float,
@@ -75,8 +78,54 @@ def _holding(project: ComposeProject, pid: int, step: str = "apply") -> bool:
     return step in _journal_steps(project, pid)
 
 
-def _new_release(project: ComposeProject, images: AppImages, greeting: str) -> None:
-    write_compose(project, compose_text(images.local("healthy"), env={"GREETING": greeting}))
+def _at_the_lock(project: ComposeProject, pid: int) -> bool:
+    """The CLI ``pid`` has the project's lock file open and has journaled nothing: it is
+    waiting for the lock (it opens the file only to take the lock)."""
+    lock = (project.state_dir / "lock").resolve()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    opened = False
+    for fd in fds:
+        try:
+            opened = opened or fd.readlink() == lock
+        except OSError:
+            continue
+    return opened and not _journal_steps(project, pid)
+
+
+def _new_release(project: ComposeProject, images: AppImages, greeting: str,
+                 top: str = X_ROLLBACK) -> None:
+    write_compose(project, compose_text(images.local("healthy"), env={"GREETING": greeting},
+                                        top=top))
+
+
+class HeldGate:
+    """A project gate (``tcp`` on a free loopback port) that passes once the test opens the
+    port: an ``up`` of a release carrying it holds the lock, in its gate, for exactly as long
+    as the test needs, however loaded the machine is (a soak long enough "for sure" was
+    either too short on a bad day or a wait on every other day). Refused connections never
+    fail it (``failures`` far beyond its timeout); the gate's timeout still bounds it."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+
+    def settings(self, *, timeout: str = "120s") -> str:
+        return (f"x-rollback:\n  timeout: {timeout}\n  min_healthy: 1s\n  gates:\n"
+                f"    - tcp: 127.0.0.1:{self.port}\n      interval: 200ms\n"
+                f"      failures: 1000000\n")
+
+    def open(self) -> None:
+        """Let the gate pass: its next probe (within 0.2 s) connects."""
+        if self._listener is None:
+            self._listener = socket.create_server(("127.0.0.1", self.port))
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
 
 
 # -- two concurrent ups -----------------------------------------------------------------------
@@ -125,10 +174,11 @@ def test_every_locking_command_is_refused_while_up_holds_the_lock(
     up(project)
     _new_release(project, images, "two")
     up(project)
-    _new_release(project, images, "three")
+    gate = HeldGate()
+    _new_release(project, images, "three", top=gate.settings())
     started = time.monotonic()
-    # A soak long enough for five refused commands and two readers on a loaded machine.
-    holder = popen_cli(project, "up", "--min-healthy", "40s", "--timeout", "90s")
+    # Its gate passes only once the five refused commands and the two readers are done.
+    holder = popen_cli(project, "up")
     wait_for(lambda: _holding(project, holder.pid, "gate") or holder.poll() is not None, 60,
              what="the holder in its gate")
     assert holder.poll() is None, "the holder finished before the test could race it"
@@ -149,7 +199,11 @@ def test_every_locking_command_is_refused_while_up_holds_the_lock(
     assert {r["number"]: r["status"] for r in seen}[3] == "pending", seen
     cli(project, "status", "--json")
     assert holder.poll() is None, "the test took too long: the holder is done"
-    result, _ = _finish(holder, started)
+    gate.open()
+    try:
+        result, _ = _finish(holder, started)
+    finally:
+        gate.close()
     assert result.returncode == 0, describe(result)
     assert statuses(project) == {1: "superseded", 2: "superseded", 3: "deployed"}
     assert "interrupted" not in result.stderr
@@ -160,31 +214,49 @@ def test_wait_lock_waits_for_the_holder_then_proceeds(
 ) -> None:
     _new_release(project, images, "one")
     up(project)
-    _new_release(project, images, "two")
+    gate = HeldGate()
+    _new_release(project, images, "two", top=gate.settings())
     started = time.monotonic()
-    holder = popen_cli(project, "up", *SLOW_SOAK)
+    holder = popen_cli(project, "up")
     wait_for(lambda: _holding(project, holder.pid, "gate") or holder.poll() is not None, 60,
              what="the holder in its gate")
+    waiter_started = time.monotonic()
     waiter = popen_cli(project, "revert", "--wait-lock", "2m", *FAST)
-    waited, waiter_seconds = _finish(waiter, time.monotonic())
-    held, _ = _finish(holder, started)
+    # The holder keeps the lock until the waiter is waiting for it, and for at least HOLD
+    # seconds after the waiter started: what the waiter's run time is checked against.
+    wait_for(lambda: _at_the_lock(project, waiter.pid) or waiter.poll() is not None, 60,
+             what="the waiter at the lock")
+    time.sleep(max(0.0, waiter_started + HOLD - time.monotonic()))
+    assert holder.poll() is None and waiter.poll() is None, "the holder let go too early"
+    gate.open()
+    try:
+        waited, waiter_seconds = _finish(waiter, waiter_started)
+        held, _ = _finish(holder, started)
+    finally:
+        gate.close()
     assert held.returncode == 0, describe(held)
     assert waited.returncode == 0, describe(waited)
-    assert waiter_seconds > 2.0, "the waiter cannot have waited for a 6 s soak"
+    assert waiter_seconds > HOLD, f"the waiter cannot have waited for a {HOLD} s hold"
     assert statuses(project) == {1: "superseded", 2: "superseded", 3: "deployed"}
 
     # A bounded wait that runs out is refused like no wait at all, naming the holder.
-    _new_release(project, images, "four")
-    holder = popen_cli(project, "up", *SLOW_SOAK)
+    gate = HeldGate()
+    _new_release(project, images, "four", top=gate.settings())
+    holder = popen_cli(project, "up")
     wait_for(lambda: _holding(project, holder.pid, "gate") or holder.poll() is not None, 60,
              what="the holder in its gate")
     began = time.monotonic()
     short = run_cli(project, "revert", "--wait-lock", "1s", *FAST, timeout=60)
     short_seconds = time.monotonic() - began
+    assert holder.poll() is None, "the holder let go before the short wait ran out"
+    gate.open()
+    try:
+        held, _ = _finish(holder, started)
+    finally:
+        gate.close()
     problems = error_problems(short, code=4, needles=(f"pid {holder.pid}",))
     assert not problems, "\n".join([*problems, describe(short)])
     assert short_seconds >= 1.0
-    held, _ = _finish(holder, started)
     assert held.returncode == 0, describe(held)
 
 

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from core_helpers import FAST, fresh_image, history, running_image, service, services
+from core_helpers import (
+    FAST,
+    X_ROLLBACK,
+    fresh_image,
+    history,
+    running_image,
+    service,
+    services,
+)
 from core_helpers import write_compose as write_services
 from gates_helpers import webhook_receiver
 
@@ -92,10 +100,11 @@ def test_a_crash_during_the_watch_reverts_and_history_says_so(
 ) -> None:
     with webhook_receiver() as hook:
         v1, v2 = two_releases(project, images)
-        text = (project.dir / "compose.yaml").read_text().replace(
-            "x-rollback: {timeout: 60s, min_healthy: 1s}",
-            f"x-rollback: {{timeout: 60s, min_healthy: 1s, hooks: {{webhook: '{hook.url}', "
-            "on_rollback: 'echo $$COMPOSE_ROLLBACK_REVISION > on_rollback.out'}}")
+        text = (project.dir / "compose.yaml").read_text()
+        assert text.startswith(X_ROLLBACK), text
+        hooks = (f"hooks: {{webhook: '{hook.url}', "
+                 "on_rollback: 'echo $$COMPOSE_ROLLBACK_REVISION > on_rollback.out'}")
+        text = text.replace(X_ROLLBACK, X_ROLLBACK.replace("}\n", f", {hooks}}}\n"), 1)
         project.write_file("compose.yaml", text)
         job = start(project, "up", *FAST, "--watch", "60s", "--json")
         watching(project, job)
