@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,6 @@ class ComposeProject:
         self.name = name or unique_name()
         self.dir = parent / self.name
         self.dir.mkdir(parents=True)
-        self._scratch = parent / f"{self.name}-empty"
-        self._scratch.mkdir()
 
     # -- files ------------------------------------------------------------------------------
 
@@ -147,32 +146,40 @@ class ComposeProject:
     def cleanup(self) -> None:
         """Remove the project's containers, networks, volumes and retention tags.
 
-        ``down`` first runs in the project directory (it knows the compose file); if the file
-        is broken or gone, again from an empty directory with ``-p`` alone. Then anything left
-        with the project label goes, by id (images compose built included), and every image
-        tag containing ``rollback-<name>`` or named ``<name>-*`` (compose's default name for
-        built images).
+        Everything compose (or our CLI through it) created carries the project label, so it
+        goes by label and id: containers first (killed, with their anonymous volumes), then
+        networks and volumes, then images compose built (also labelled) and every image tag
+        containing ``rollback-<name>`` or named ``<name>-*`` (compose's default name for built
+        images). No ``compose down``: it would find the same objects by the same label, after
+        loading a compose file that may be broken or gone. The five listings run side by side,
+        and so do the network and volume removals (~0.3 s less per test than ``down`` and one
+        listing after the other).
         """
-        down = ["compose", "-p", self.name, "down", "--volumes", "--remove-orphans"]
-        first = docker(*down, "--timeout", "0", cwd=self.dir, check=None, env=clean_env())
-        if first.returncode != 0:
-            docker(*down, "--timeout", "0", cwd=self._scratch, check=None, env=clean_env())
         label = f"label={PROJECT_LABEL}={self.name}"
-        for kind, listing in (
-            ("container", ["ps", "--all", "--quiet", "--filter", label]),
-            ("network", ["network", "ls", "--quiet", "--filter", label]),
-            ("volume", ["volume", "ls", "--quiet", "--filter", label]),
-        ):
-            found = docker(*listing, check=None).stdout.split()
+
+        def ids(*listing: str) -> list[str]:
+            return docker(*listing, "--quiet", "--filter", label, check=None).stdout.split()
+
+        def remove(kind: str, found: list[str], *flags: str) -> None:
             if found:
-                docker(kind, "rm", "--force", *found, check=None)
-        tags = [ref for ref in _image_refs() if self._owns_tag(ref)]
+                docker(kind, "rm", "--force", *flags, *found, check=None)
+
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            containers = pool.submit(ids, "ps", "--all")
+            networks = pool.submit(ids, "network", "ls")
+            volumes = pool.submit(ids, "volume", "ls")
+            refs = pool.submit(_image_refs)
+            # Images compose built for this project carry its label (and a unique name): ours.
+            built = pool.submit(ids, "image", "ls", "--no-trunc")
+            remove("container", containers.result(), "--volumes")
+            done = [pool.submit(remove, "network", networks.result()),
+                    pool.submit(remove, "volume", volumes.result())]
+            for future in done:
+                future.result()
+            tags = [ref for ref in refs.result() if self._owns_tag(ref)]
         if tags:
             docker("image", "rm", *tags, check=None)
-        # Images compose built for this project carry its label (and a unique name): ours.
-        built = docker("image", "ls", "--quiet", "--no-trunc", "--filter", label, check=None)
-        if built.stdout.split():
-            docker("image", "rm", "--force", *sorted(set(built.stdout.split())), check=None)
+        remove("image", sorted(set(built.result())))
 
     def _owns_tag(self, ref: str) -> bool:
         repository, _, tag = ref.rpartition(":")
