@@ -9,8 +9,10 @@ makes ``docker stop`` wait the whole grace period, and ``slow`` serves ``/`` bef
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -24,41 +26,49 @@ pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("app-variants")]
 GRACE = 2.0
 
 
-@pytest.fixture(scope="module")
-def apps(
-    docker_engine: None, images: AppImages, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ComposeProject]:
-    images.build_all(["healthy", "stubborn", "stubborn-unhealthy", "slow"])
-    project = ComposeProject(tmp_path_factory.mktemp("apps"))
-    project.write(f"""
-        x-app: &app
-          pull_policy: never
-          ports: ["127.0.0.1::8080"]
-          stop_grace_period: {GRACE}s
-        services:
-          named:
-            <<: *app
-            image: {images.local("healthy")}
-            environment: {{RELEASE: r-7}}
-          default:
-            <<: *app
-            image: {images.local("healthy")}
-          stubborn:
-            <<: *app
-            image: {images.local("stubborn")}
-          stubborn-unhealthy:
-            <<: *app
-            image: {images.local("stubborn-unhealthy")}
-          slow:
-            <<: *app
-            image: {images.local("slow")}
-            environment: {{SLOW_START: "60"}}
-        """)
+#: Each service of the file's project: the variant its image is, and its environment.
+SERVICES: dict[str, tuple[str, str]] = {
+    "named": ("healthy", "{RELEASE: r-7}"),
+    "default": ("healthy", ""),
+    "stubborn": ("stubborn", ""),
+    "stubborn-unhealthy": ("stubborn-unhealthy", ""),
+    "slow": ("slow", '{SLOW_START: "60"}'),
+}
+
+
+@contextmanager
+def _up(images: AppImages, parent: Path, names: Iterable[str]) -> Iterator[ComposeProject]:
+    """A project of these ``SERVICES``, started (not waited for), removed afterwards."""
+    wanted = list(names)
+    images.build_all(sorted({SERVICES[name][0] for name in wanted}))
+    lines = ["x-app: &app", "  pull_policy: never", '  ports: ["127.0.0.1::8080"]',
+             f"  stop_grace_period: {GRACE}s", "services:"]
+    for name in wanted:
+        variant, environment = SERVICES[name]
+        lines += [f"  {name}:", "    <<: *app", f"    image: {images.local(variant)}"]
+        lines += [f"    environment: {environment}"] if environment else []
+    project = ComposeProject(parent)
+    project.write("\n".join(lines) + "\n")
     try:
         project.compose("up", "--detach")
         yield project
     finally:
         project.cleanup()
+
+
+@pytest.fixture(scope="module")
+def apps(
+    docker_engine: None, images: AppImages, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ComposeProject]:
+    with _up(images, tmp_path_factory.mktemp("apps"), SERVICES) as project:
+        yield project
+
+
+@pytest.fixture
+def stoppable(docker_engine: None, images: AppImages, tmp_path: Path) -> Iterator[ComposeProject]:
+    """The three services the (serial) stop test needs, and no more: a project of its own."""
+    with _up(images, tmp_path, ["stubborn", "stubborn-unhealthy", "default"]) as project:
+        yield project
 
 
 def _serving(project: ComposeProject, service: str) -> None:
@@ -94,12 +104,12 @@ def test_slow_serves_before_its_health_passes(apps: ComposeProject) -> None:
 
 @pytest.mark.serial  # a stop under 1 s
 def test_stubborn_ignores_sigterm_and_is_killed_after_the_grace_period(
-    apps: ComposeProject,
+    stoppable: ComposeProject,
 ) -> None:
     services = ["stubborn", "stubborn-unhealthy", "default"]
     for service in services:
-        _serving(apps, service)
-    ids = {service: str(apps.container(service)["Id"]) for service in services}
+        _serving(stoppable, service)
+    ids = {service: str(stoppable.container(service)["Id"]) for service in services}
 
     def stop(service: str) -> tuple[float, int]:
         began = time.monotonic()

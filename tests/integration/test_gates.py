@@ -234,13 +234,24 @@ def test_prometheus_gate_waits_for_the_first_data_of_a_new_revision(
 
 # -- the soak -----------------------------------------------------------------------------------
 
+#: Revision 1 of the soak and crash tests, the good release every failure goes back to: no soak
+#: of its own and probes every 0.5 s (the image's: 1 s), so its deploy and each restore wait
+#: less. Neither test is about how a restore is judged; the releases they judge keep theirs.
+GOOD_SETTINGS = settings("min_healthy: 0s", base="timeout: 60s\n")
+GOOD_PROBES = "healthcheck: {interval: 500ms, timeout: 10s}"
+
+
+def _good_release(project: ComposeProject, app: AppImages) -> None:
+    web = service(app.local("healthy"), env={"RELEASE": "1"}, extra=GOOD_PROBES)
+    write_compose(project, {"web": web}, settings=GOOD_SETTINGS)
+    assert_deployed(up(project, code=0)[1], 1)
+
 
 @pytest.mark.serial  # healthy only for 3 s after start
 def test_flaky_release_is_caught_by_the_soak_and_not_without_it(
     project: ComposeProject, app: AppImages
 ) -> None:
-    write_compose(project, {"web": service(app.local("healthy"), env={"RELEASE": "1"})})
-    assert_deployed(up(project, code=0)[1], 1)
+    _good_release(project, app)
 
     # Healthy at first; /health fails 3 s after start, so Docker marks it unhealthy ~2 s later.
     flaky = service(app.local("flaky"), env={"RELEASE": "2", "FAIL_AFTER": "3"},
@@ -330,8 +341,7 @@ def test_crash_is_detected_from_the_event_without_sitting_out_the_timeout(
     decision within the interval can only come from the event (the unit twin, with the engine
     seam scripted: tests/unit/test_gate_events.py).
     """
-    write_compose(project, {"web": service(app.local("healthy"), env={"RELEASE": "1"})})
-    assert_deployed(up(project, code=0)[1], 1)
+    _good_release(project, app)
 
     shipped = [_crash_release(project, app, revision=n, poll_fallback=None) for n in (2, 3, 4)]
     poll_off = _crash_release(project, app, revision=5, poll_fallback=3600.0)
