@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .helpers import docker, unique_name
+from .helpers import CommandError, docker, unique_name
 from .registry import Registry
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -269,7 +269,7 @@ class AppImages:
         build_args = [
             part for key, value in args.items() for part in ("--build-arg", f"{key}={value}")
         ]
-        result = docker(
+        command = [
             "build",
             "--quiet",
             "--rm",
@@ -283,9 +283,19 @@ class AppImages:
             "--tag",
             tag,
             str(self.context),
-            env=_build_environment(),
-            timeout=300,
-        )
+        ]
+        try:
+            result = docker(*command, env=_build_environment(), timeout=300)
+        except CommandError as error:
+            # The Dockerfile's first step (`ARG SESSION=none` on scratch) is one cached image
+            # shared by every session of the engine. When another session removes its images
+            # (a worker's or the bench smoke's clean-up) at the moment this build takes that
+            # step from the cache, the engine drops it and the build fails with "unable to find
+            # image": a race between two processes, not a problem of the image. Built again,
+            # the step is made anew.
+            if "unable to find image" not in str(error):
+                raise
+            result = docker(*command, env=_build_environment(), timeout=300)
         self._created_refs.add(tag)
         image_id = result.stdout.strip().splitlines()[-1].strip()
         if not image_id.startswith("sha256:"):
