@@ -13,6 +13,7 @@ Layout, per compose project, in the project directory (``x-rollback.dir``, defau
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -110,6 +111,10 @@ class RevisionStore:
         self.root = root
         self.history_path = root / "history.json"
         self.current_path = root / "current.yaml"
+        # Overlays already parsed, by the checksum of their text: one ``up`` reads the current
+        # and the new revision several times, and each YAML parse costs more than the rest of
+        # the read. The file is still read and verified every time; callers get their own copy.
+        self._parsed: dict[str, dict[str, Any]] = {}
 
     # -- reading ----------------------------------------------------------------------------
     def revisions(self) -> list[Revision]:
@@ -195,10 +200,13 @@ class RevisionStore:
         from compose_rollback.overlay import OverlayError
         from compose_rollback.overlay import parse as parse_overlay
 
-        try:
-            return text, parse_overlay(text)
-        except OverlayError as error:
-            raise CorruptRevision(str(path), str(error)) from error
+        parsed = self._parsed.get(revision.sha256)
+        if parsed is None:
+            try:
+                parsed = self._parsed[revision.sha256] = parse_overlay(text)
+            except OverlayError as error:
+                raise CorruptRevision(str(path), str(error)) from error
+        return text, copy.deepcopy(parsed)
 
     def overlay_path(self, number: int) -> Path:
         return self.root / revision_file(number)

@@ -115,6 +115,32 @@ def test_store_records_promotes_and_detects_corruption(tmp_path: Path) -> None:
         store.revisions()
 
 
+def test_an_overlay_read_again_is_parsed_once_and_still_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RevisionStore(tmp_path / "p")
+    text = _render({"web": {"image": "sha256:" + "d" * 64, "environment": {"A": "1"}}})
+    store.add(_revision(1, text), text)
+    parsed: list[str] = []
+    real_parse = parse
+
+    def counting_parse(overlay: str) -> dict[str, object]:
+        parsed.append(overlay)
+        return real_parse(overlay)
+
+    monkeypatch.setattr("compose_rollback.overlay.parse", counting_parse)
+    first = store.overlay_data(store.get(1))
+    first["services"]["web"]["environment"]["A"] = "changed by a caller"
+    second = store.overlay_data(store.get(1))
+    assert parsed == [text]
+    assert second["services"]["web"]["environment"] == {"A": "1"}  # each caller's own copy
+    overlay = store.root / "revisions/0001.yaml"
+    overlay.write_text(text.replace("A: '1'", "A: '2'").replace('A: "1"', 'A: "2"'))
+    assert overlay.read_text() != text
+    with pytest.raises(CorruptRevision, match=r"0001\.yaml"):  # read and checked every time
+        store.overlay_data(store.get(1))
+
+
 def test_history_round_trips(tmp_path: Path) -> None:
     store = RevisionStore(tmp_path)
     text = _render({"web": {"image": "sha256:" + "d" * 64}})
