@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from python_on_whales.exceptions import DockerException
 
 SNAPSHOT_FLAGS = ("--no-interpolate", "--no-path-resolution", "--no-env-resolution")
+#: Seconds a read of the engine may take before the engine counts as unreachable (a gate
+#: allows its reads the time left before its own timeout, when that is longer).
+ENGINE_CALL_LIMIT = 30.0
 
 
 @dataclass(frozen=True)
@@ -262,37 +265,39 @@ class Engine:
                 pow_utils.run([*self.docker_cmd(), "image", "rm", "--no-prune", *refs])
 
     # -- containers -------------------------------------------------------------------------
-    def containers(self, project_name: str, *, known: Sequence[str] = ()
-                   ) -> list[ContainerState]:
+    def containers(self, project_name: str, *, known: Sequence[str] = (),
+                   limit: float = ENGINE_CALL_LIMIT) -> list[ContainerState]:
         """Every container of the project (one ``ps`` and one ``inspect`` call).
 
         ``known``: the containers the caller found last time; when all of them are still
         there, one ``inspect`` call answers (the gate asks again on every event, and after
-        ``up`` the set of containers does not change). Called in the gate loop, so it has a
-        time limit (the gate's own timeout must hold even when the engine stalls) and
-        tolerates a container removed between the calls.
+        ``up`` the set of containers does not change). Called in the gate loop, so each call
+        has a time limit, ``limit`` seconds (the gate passes the time left before its own
+        timeout: an engine busy starting 200 containers may take more than the default to
+        answer, and that is no reason to fail a release), and tolerates a container removed
+        between the calls.
         """
         if known:
-            found = self._inspect_containers(list(known))
+            found = self._inspect_containers(list(known), limit=limit)
             if len(found) == len(set(known)):
                 return found
         ps = self._quick(["ps", "--all", "--quiet", "--no-trunc", "--filter",
-                          f"label=com.docker.compose.project={project_name}"])
+                          f"label=com.docker.compose.project={project_name}"], limit=limit)
         if ps.returncode != 0:
             raise self._translate(_exception(ps))
-        return self._inspect_containers(ps.stdout.split())
+        return self._inspect_containers(ps.stdout.split(), limit=limit)
 
-    def _inspect_containers(self, ids: list[str]) -> list[ContainerState]:
+    def _inspect_containers(self, ids: list[str], *, limit: float) -> list[ContainerState]:
         if not ids:
             return []
-        inspected = self._quick(["container", "inspect", *ids])
+        inspected = self._quick(["container", "inspect", *ids], limit=limit)
         try:  # a container removed meanwhile is left out; the others are still printed
             data = json.loads(inspected.stdout or "[]")
         except ValueError as error:
             raise self._translate(_exception(inspected)) from error
         return [container_state(d) for d in data]
 
-    def _quick(self, args: Sequence[str], *, limit: float = 30.0
+    def _quick(self, args: Sequence[str], *, limit: float = ENGINE_CALL_LIMIT
                ) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run([*self.docker_cmd(), *args], capture_output=True, text=True,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from compose_rollback.dockerdata import ContainerState, Event
-from compose_rollback.engine import EventStream
+from compose_rollback.engine import ENGINE_CALL_LIMIT, EventStream
 from compose_rollback.gates.alertmanager import probe_alertmanager
 from compose_rollback.gates.probes import (
     Outcome,
@@ -52,8 +52,8 @@ class GateFailure:
 
 
 class GateEngine(Protocol):
-    def containers(self, project_name: str, *, known: Sequence[str] = ()
-                   ) -> list[ContainerState]: ...
+    def containers(self, project_name: str, *, known: Sequence[str] = (),
+                   limit: float = ...) -> list[ContainerState]: ...
     def logs(self, container_id: str, *, tail: int = 20) -> str: ...
     def events(self, project_name: str, *,
                on_event: Callable[[Event], None]) -> EventStream: ...
@@ -117,6 +117,10 @@ def wait_healthy(
     project_probes = [_runner(spec, engine, None, wake) for spec in settings.project_gates]
     everything = [p for w in watches.values() for p in w.probes] + project_probes
     start = time.monotonic()
+    # Reads of the engine may take until the gate's own timeout: under the load of a large
+    # deploy (200 containers starting and probing their health) the engine answers slowly,
+    # which says nothing about the release. Watch mode keeps the default limit.
+    deadline = start + max((w.settings.timeout for w in watches.values()), default=0.0)
     reported: dict[str, str] = {}
     events: list[Event] = []
     last: dict[str, ContainerState] = {}  # the latest inspection, by container id
@@ -132,7 +136,9 @@ def wait_healthy(
                 now = time.monotonic()
                 everyone = _healthy_from_events(last, events)
                 if everyone is None:
-                    everyone = engine.containers(project_name, known=list(last))
+                    limit = ENGINE_CALL_LIMIT if until is not None else \
+                        max(ENGINE_CALL_LIMIT, deadline - now)
+                    everyone = engine.containers(project_name, known=list(last), limit=limit)
                 last = {c.id: c for c in everyone}
                 states = [c for c in everyone if c.service in watches and not c.oneoff
                           and (only is None or c.id in only)]

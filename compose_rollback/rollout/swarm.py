@@ -168,9 +168,9 @@ class SwarmTasks:
         self.unhealthy: set[str] = set()  # containers of the new spec that turned unhealthy
         self.services_seen: dict[str, Service] = {}  # the services as the last look found them
 
-    def containers(self, project_name: str, *, known: Sequence[str] = ()
-                   ) -> list[ContainerState]:
-        del project_name, known
+    def containers(self, project_name: str, *, known: Sequence[str] = (),
+                   limit: float = 0.0) -> list[ContainerState]:
+        del project_name, known, limit  # the stack's reads keep their own limits
         services, tasks = read_stack(self.engine, self.stack)
         self.services_seen = services
         states = gate_view(services, tasks, wanted=self.services, since=self.since,

@@ -164,8 +164,8 @@ class FakeEngine:
         for container_id in ids:
             self.boxes.pop(container_id, None)
 
-    def containers(self, project_name: str, *, known: Sequence[str] = ()
-                   ) -> list[ContainerState]:
+    def containers(self, project_name: str, *, known: Sequence[str] = (),
+                   limit: float = 30.0) -> list[ContainerState]:
         states = []
         for box in sorted(self.boxes.values(), key=lambda b: (b.service, b.number)):
             mode = box.mode or self.image_behaviour.get(box.image_id) or self.behaviour.get(

@@ -68,9 +68,10 @@ def test_failed_gate_restores_last_good(ctx: tuple[Context, FakeEngine]) -> None
     engine.behaviour["web"] = "crash"
     original_containers = engine.containers
 
-    def crash_only_bad(project_name: str, *, known: Sequence[str] = ()) -> list[Any]:
+    def crash_only_bad(project_name: str, *, known: Sequence[str] = (),
+                       limit: float = 30.0) -> list[Any]:
         engine.behaviour["web"] = "crash" if engine.running.get("web") == BAD.id else "healthy"
-        return original_containers(project_name, known=known)
+        return original_containers(project_name, known=known, limit=limit)
 
     engine.containers = crash_only_bad  # type: ignore[method-assign]
     result = _up(context)

@@ -142,11 +142,12 @@ def _gate_raises(engine: FakeEngine, error: Exception, *, also_on_restore: bool)
     original = engine.containers
     raised: list[Exception] = []
 
-    def containers(project_name: str, *, known: Sequence[str] = ()) -> list[Any]:
+    def containers(project_name: str, *, known: Sequence[str] = (),
+                   limit: float = 30.0) -> list[Any]:
         if (engine.running.get("web") == BAD.id and not raised) or (raised and also_on_restore):
             raised.append(error)
             raise error
-        return original(project_name, known=known)
+        return original(project_name, known=known, limit=limit)
 
     engine.containers = containers  # type: ignore[method-assign]
 

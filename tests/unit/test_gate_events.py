@@ -47,10 +47,12 @@ class ScriptedEngine:
         self.inspections = 0
         self.died_at: float | None = None
         self.logs_of: list[str] = []
+        self.limits: list[float] = []
 
-    def containers(self, project_name: str, *, known: Sequence[str] = ()
-                   ) -> list[ContainerState]:
+    def containers(self, project_name: str, *, known: Sequence[str] = (),
+                   limit: float = 30.0) -> list[ContainerState]:
         self.inspections += 1
+        self.limits.append(limit)
         if self.die_after_inspection and self.inspections == 1:
             assert self.on_event is not None, "the gate inspected before listening to events"
             self.died_at = time.monotonic()
@@ -107,3 +109,35 @@ def test_a_die_of_a_service_not_watched_does_not_fail_the_gate() -> None:
     engine = ScriptedEngine(die_after_inspection=True, service="other")
     found, took = _gate(engine)
     assert found is None and took >= SOAK
+
+
+def test_a_gate_lets_its_reads_of_the_engine_take_until_its_own_timeout() -> None:
+    """A deploy of 200 services on 2 cores: the engine took more than 30 s to answer one
+    inspection, and the gate failed a good release as "engine unreachable"."""
+    engine = ScriptedEngine(die_after_inspection=False)
+    began = time.monotonic()
+    found = wait_healthy(engine, project_name="p", services=["web"],
+                         settings=Settings(timeout=300.0, min_healthy=0.0),
+                         restarts_before={}, progress=lambda _: None)
+    assert found is None
+    assert engine.limits, "the gate never inspected"
+    assert 300.0 - (time.monotonic() - began) - 1 <= engine.limits[0] <= 300.0, engine.limits
+
+
+def test_a_short_gate_keeps_the_engines_own_limit() -> None:
+    engine = ScriptedEngine(die_after_inspection=False)
+    found = wait_healthy(engine, project_name="p", services=["web"],
+                         settings=Settings(timeout=5.0, min_healthy=0.0),
+                         restarts_before={}, progress=lambda _: None)
+    assert found is None
+    assert engine.limits and set(engine.limits) == {30.0}, engine.limits
+
+
+def test_watch_mode_keeps_the_engines_own_limit() -> None:
+    engine = ScriptedEngine(die_after_inspection=False)
+    found = wait_healthy(engine, project_name="p", services=["web"],
+                         settings=Settings(timeout=300.0, min_healthy=0.0),
+                         restarts_before={}, progress=lambda _: None,
+                         until=time.monotonic() + 0.2)
+    assert found is None
+    assert engine.limits and set(engine.limits) == {30.0}, engine.limits
