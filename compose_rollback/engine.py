@@ -39,6 +39,10 @@ SNAPSHOT_FLAGS = ("--no-interpolate", "--no-path-resolution", "--no-env-resoluti
 #: Seconds a read of the engine may take before the engine counts as unreachable (a gate
 #: allows its reads the time left before its own timeout, when that is longer).
 ENGINE_CALL_LIMIT = 30.0
+#: What an inspection adds to that limit for each container it reads: the engine takes each
+#: container's lock in turn, and one busy with 200 containers probing their health took more
+#: than 30 s to inspect them all on 2 cores.
+INSPECT_LIMIT_PER_CONTAINER = 0.5
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,7 @@ class Engine:
     def _inspect_containers(self, ids: list[str], *, limit: float) -> list[ContainerState]:
         if not ids:
             return []
+        limit = max(limit, ENGINE_CALL_LIMIT + INSPECT_LIMIT_PER_CONTAINER * len(ids))
         inspected = self._quick(["container", "inspect", *ids], limit=limit)
         try:  # a container removed meanwhile is left out; the others are still printed
             data = json.loads(inspected.stdout or "[]")

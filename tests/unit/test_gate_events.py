@@ -7,6 +7,7 @@ wake the gate before the soak ends.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 
@@ -141,3 +142,23 @@ def test_watch_mode_keeps_the_engines_own_limit() -> None:
                          until=time.monotonic() + 0.2)
     assert found is None
     assert engine.limits and set(engine.limits) == {30.0}, engine.limits
+
+
+def test_an_inspection_of_many_containers_gets_more_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine inspects containers one after the other: 200 of them under load took more
+    than the 30 s that one engine call is given."""
+    from compose_rollback import engine as engine_module
+
+    limits: list[float] = []
+
+    def run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        limits.append(float(kwargs["timeout"]))  # type: ignore[arg-type]
+        return subprocess.CompletedProcess(args, 0, "" if "ps" in args else "[]", "")
+
+    monkeypatch.setattr(engine_module.subprocess, "run", run)
+    real = engine_module.Engine()
+    real.containers("p", known=["c1"])
+    real.containers("p", known=[f"c{i}" for i in range(200)])
+    real.containers("p", known=["c1"], limit=250.0)
+    # each: one inspection (the containers are gone: "[]"), then a ps (that finds none)
+    assert limits == [30.5, 30.0, 130.0, 30.0, 250.0, 250.0], limits
