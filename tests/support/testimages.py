@@ -251,7 +251,7 @@ class AppImages:
 
     def _build(self, variant: str, spec: Variant, *, tag: str, version: str, nonce: str) -> str:
         """A variant is its target's base image of this session plus one ``ENV`` and one
-        ``LABEL`` step, built from a context holding only that two-line Dockerfile.
+        ``LABEL`` step, built from a context holding only that Dockerfile (FROM, ENV, LABEL).
 
         Building every variant from the Dockerfile instead sent the busybox context again and
         probed the build cache step by step from ``FROM scratch``, where the engine's legacy
