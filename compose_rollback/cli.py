@@ -178,8 +178,6 @@ def up(
         "(0: no watch). Default: x-rollback.watch or no watch.")] = None,
 ) -> None:
     """Deploy with pinned images and health gates; revert to the last good revision on failure."""
-    from compose_rollback import deploy, watch
-
     if pull not in (None, "always", "missing", "never"):
         raise SettingsError("--pull", f"expected always, missing or never, got {pull!r}")
     dry = dry_run or bool(_state["invocation"].compose.get("dry_run"))
@@ -188,9 +186,15 @@ def up(
         raise SettingsError("--watch", "cannot be combined with --no-rollback: a watch reverts "
                             "on a failure; drop one of them")
     ctx, overrides = _ctx(wait_lock, orchestrator), _overrides(timeout, min_healthy)
+    from compose_rollback.snapshot import Reading
+
+    # compose reads the project while the deploy machinery below is imported (~0.1-0.25 s)
+    reading = Reading(ctx.engine, ctx.project)
+    from compose_rollback import deploy, watch
+
     result = deploy.up(ctx, services=services or [], build=build, pull=pull, message=message,
                        overrides=overrides, rollback=not no_rollback, dry_run=dry,
-                       commit=commit)
+                       commit=commit, reading=reading)
     if not dry:
         result = watch.after_up(ctx, result, duration=0.0 if no_rollback else window,
                                 overrides=overrides, commit=commit)

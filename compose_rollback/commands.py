@@ -134,7 +134,6 @@ def _walk(prefix: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
 def pin(ctx: Context, *, message: str) -> Revision:
     """Record what runs now as a revision, without deploying (adopt a running project)."""
     engine, project = ctx.engine, ctx.project
-    check_files(project)
     from compose_rollback.deploy import project_settings, read_models, render_revision
     from compose_rollback.overlay import pinned_service
 

@@ -29,7 +29,6 @@ from compose_rollback.lock import now_iso
 from compose_rollback.overlay import Header, pinned_service, render
 from compose_rollback.overlay import top_level as kept_top_level
 from compose_rollback.pinning import Pin, keep_alive, pin_images, providers
-from compose_rollback.project import check_files
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
 from compose_rollback.rollout.base import Interrupted
@@ -40,7 +39,7 @@ from compose_rollback.rollout.orchestrator import orchestrator_for
 from compose_rollback.rollout.report import StepReport
 from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
-from compose_rollback.snapshot import derive, non_interpolated
+from compose_rollback.snapshot import Reading
 
 
 @dataclass(frozen=True)
@@ -96,11 +95,12 @@ class Overrides:
 def up(
     ctx: Context, *, services: Sequence[str], build: bool, pull: str | None, message: str,
     overrides: Overrides, rollback: bool, dry_run: bool, commit: bool | None = None,
+    reading: Reading | None = None,
 ) -> DeployResult:
-    """Pin, record and deploy the project as its compose files describe it now."""
+    """Pin, record and deploy the project as its compose files describe it now (``reading``:
+    its models, when the caller started reading them already)."""
     project = ctx.project
-    check_files(project)
-    model, snapshot = read_models(ctx)
+    model, snapshot = read_models(ctx, reading)
     _mask_secrets(ctx, snapshot)
     settings = overrides.apply(project_settings(ctx, snapshot))
     everything = sorted(model.get("services") or {})
@@ -306,17 +306,11 @@ def _mask_secrets(ctx: Context, *models: Mapping[str, Any]) -> None:
     ctx.secrets.add(redactor_for(models, environment(ctx.project)).values)
 
 
-def read_models(ctx: Context) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_models(ctx: Context, reading: Reading | None = None
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The interpolated model (images; in memory only) and the snapshot (what revisions keep),
-    read by two ``compose config`` calls side by side; the snapshot is then made and checked
-    to reproduce the model when applied alone (``snapshot.derive``)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        model = pool.submit(ctx.engine.config, ctx.project, interpolate=True)
-        snapshot = pool.submit(non_interpolated, ctx.engine, ctx.project)
-        ctx.engine.warm()  # while compose reads the project
-        resolved = model.result()  # first: a project compose rejects is reported as such
-        return resolved, derive(engine=ctx.engine, project=ctx.project, model=resolved,
-                                snapshot=snapshot.result())
+    from ``reading`` when the CLI started it already, else read now (``snapshot.Reading``)."""
+    return (reading or Reading(ctx.engine, ctx.project)).result()
 
 
 def project_settings(ctx: Context, model: Mapping[str, Any], *,
