@@ -50,6 +50,8 @@ def service_tags(space: Workspace, count: int) -> list[str]:
 
 #: The scale project's healthcheck: the image's probes every 1 s with a 1 s timeout, which 50
 #: containers on 2 busy cores do not always answer in time (both tools then fail the deploy).
+#: ``--scale-probe-interval`` sets the interval: 200 containers probing every 2 s are ~100
+#: ``docker exec`` a second, more than 2 cores run (every probe then times out).
 SCALE_HEALTHCHECK = {"interval": "2s", "timeout": "5s", "retries": "3"}
 ATTEMPTS = 2  # a pair that failed (a probe timed out under load) is measured once more
 
@@ -183,8 +185,11 @@ def pinning(project: ComposeProject, reps: int) -> dict[str, Any]:
 
 
 def scale(space: Workspace, *, services: int, reps: int, pin_reps: int,
-          warmup: bool = True) -> dict[str, Any]:
-    pair = Pair(space, services, healthcheck=SCALE_HEALTHCHECK)
+          warmup: bool = True, probe_interval: float | None = None) -> dict[str, Any]:
+    healthcheck = dict(SCALE_HEALTHCHECK)
+    if probe_interval is not None:
+        healthcheck["interval"] = f"{probe_interval:g}s"
+    pair = Pair(space, services, healthcheck=healthcheck)
     try:
         log(f"scale: pinning {services} services")
         pins = pinning(pair.project, pin_reps)

@@ -56,6 +56,8 @@ def options(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--revisions", type=int, help="revisions in the history store (1000)")
     parser.add_argument("--sizes", help="services of the overhead projects (1,20)")
     parser.add_argument("--scale-services", type=int, help="services of the scale project (50)")
+    parser.add_argument("--scale-probe-interval", type=float, metavar="S",
+                        help="scale: healthcheck interval of the scale project, both tools (2)")
     parser.add_argument("--grace", type=float,
                         help="zerodowntime: stop grace period of the SIGTERM-ignoring app (10)")
     parser.add_argument("--probe-timeout", type=float,
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         k: getattr(args, k) for k in ("sections", "reps", "soak", "detect_runs", "cli_runs",
                                       "revisions", "sizes", "scale_services", "pin_reps",
                                       "swarm", "shim", "quick", "tiny", "grace",
-                                      "zd_modes", "probe_timeout", "cli_warmup")},
+                                      "zd_modes", "probe_timeout", "cli_warmup",
+                                      "scale_probe_interval")},
         "sections": {}, "errors": {}}
     variants = ["healthy"]
     if "recover" in args.sections:
@@ -249,7 +252,8 @@ def run_section(name: str, space: Any, args: argparse.Namespace) -> dict[str, An
         return zero_downtime.run(space, reps=reps(args, 3), modes=args.zd_modes,
                                  grace=args.grace, soak_seconds=args.soak, swarm=args.swarm)
     return deploys.scale(space, services=args.scale_services, reps=reps(args, 3),
-                         pin_reps=args.pin_reps, warmup=not args.tiny)
+                         pin_reps=args.pin_reps, warmup=not args.tiny,
+                         probe_interval=args.scale_probe_interval)
 
 
 if __name__ == "__main__":
