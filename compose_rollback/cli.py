@@ -78,19 +78,23 @@ def _duration(value: str | None, flag: str) -> float | None:
 
 def _ctx(wait_lock: str | None = None, orchestrator: str | None = None) -> Any:
     from compose_rollback.context import Context, store_dir
-    from compose_rollback.engine import DockerOptions, Engine
     from compose_rollback.project import ComposeOptions, resolve_project, working_directory
 
     inv: Invocation = _state["invocation"]
     project = resolve_project(options=ComposeOptions.from_flags(inv.compose),
                               cwd=working_directory(os.environ), environ=os.environ)
-    docker = DockerOptions(**dict(inv.docker.items()))  # type: ignore[arg-type]
     from compose_rollback.revisions import RevisionStore
 
     if orchestrator not in (None, "compose", "swarm"):
         raise SettingsError("--orchestrator", f"expected compose or swarm, got {orchestrator!r}")
+
+    def engine() -> Any:  # imported when a command first talks to docker (not `history`)
+        from compose_rollback.engine import DockerOptions, Engine
+
+        return Engine(docker=DockerOptions(**dict(inv.docker.items())))  # type: ignore[arg-type]
+
     return Context(project=project, store=RevisionStore(store_dir(project, os.environ)),
-                   progress=_progress_view(), engine_factory=lambda: Engine(docker=docker),
+                   progress=_progress_view(), engine_factory=engine,
                    wait_lock=_duration(wait_lock, "--wait-lock") or 0.0,
                    orchestrator=orchestrator)
 

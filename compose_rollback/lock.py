@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -153,7 +152,7 @@ def _remove_store(root: Path, created: list[Path]) -> None:
     the path no longer names it (``_acquire``) and starts again. Best effort: a store left
     behind holds nothing but an empty lock file.
     """
-    grave = root.with_name(f".{root.name}.removed-{secrets.token_hex(4)}")
+    grave = root.with_name(f".{root.name}.removed-{os.urandom(4).hex()}")
     with contextlib.suppress(OSError):
         root.rename(grave)
         (grave / "lock").unlink()
