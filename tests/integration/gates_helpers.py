@@ -213,7 +213,7 @@ def webhook_receiver() -> Iterator[Webhook]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield Webhook(f"http://127.0.0.1:{server.server_address[1]}/hook", received)
