@@ -301,9 +301,10 @@ class Workspace:
     def close_project(self, project: ComposeProject) -> None:
         with contextlib.suppress(Exception):
             project.cleanup()
-        # A network whose last container was still going away is left behind: try again.
+        # A network whose last container was still going away is left behind: try again (the
+        # engine took more than 5 s to release the endpoints of 200 removed containers).
         label = f"label=com.docker.compose.project={project.name}"
-        for _ in range(5):
+        for _ in range(30):
             left = docker("network", "ls", "--quiet", "--filter", label, expect=None)
             if not left.stdout.split():
                 break
