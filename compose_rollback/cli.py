@@ -190,7 +190,7 @@ def up(
         raise SettingsError("--watch", "cannot be combined with --no-rollback: a watch reverts "
                             "on a failure; drop one of them")
     ctx, overrides = _ctx(wait_lock, orchestrator), _overrides(timeout, min_healthy)
-    from compose_rollback.snapshot import Reading
+    from compose_rollback.reading import Reading
 
     # compose reads the project while the deploy machinery below is imported (~0.1-0.25 s)
     reading = Reading(ctx.engine, ctx.project)

@@ -29,6 +29,7 @@ from compose_rollback.lock import now_iso
 from compose_rollback.overlay import Header, pinned_service, render
 from compose_rollback.overlay import top_level as kept_top_level
 from compose_rollback.pinning import Pin, keep_alive, pin_images, providers
+from compose_rollback.reading import Reading
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum
 from compose_rollback.rollout.base import Interrupted
@@ -39,7 +40,6 @@ from compose_rollback.rollout.orchestrator import orchestrator_for
 from compose_rollback.rollout.report import StepReport
 from compose_rollback.selection import deployed_services
 from compose_rollback.settings import Settings, load_settings
-from compose_rollback.snapshot import Reading
 
 
 @dataclass(frozen=True)
@@ -309,7 +309,7 @@ def _mask_secrets(ctx: Context, *models: Mapping[str, Any]) -> None:
 def read_models(ctx: Context, reading: Reading | None = None
                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The interpolated model (images; in memory only) and the snapshot (what revisions keep),
-    from ``reading`` when the CLI started it already, else read now (``snapshot.Reading``)."""
+    from ``reading`` when the CLI started it already, else read now (``reading.Reading``)."""
     return (reading or Reading(ctx.engine, ctx.project)).result()
 
 

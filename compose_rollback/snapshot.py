@@ -20,14 +20,11 @@ So, per field, the source of truth is chosen:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import posixpath
 import tempfile
-import threading
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,7 +40,7 @@ from compose_rollback.errors import (
     Unreachable,
 )
 from compose_rollback.overlay import Header, pinned_service, render, top_level
-from compose_rollback.project import Project, check_files
+from compose_rollback.project import Project
 
 # Fields a revision never keeps as they are (the pin replaces them), so never compared.
 IGNORED_FIELDS = ("image", "pull_policy", "build", "profiles")
@@ -52,44 +49,6 @@ _CHECK_IMAGE = "compose-rollback.invalid/check:fidelity"
 
 class ConfigEngine(Protocol):
     def config(self, project: Project, *, interpolate: bool) -> dict[str, Any]: ...
-
-
-class ReadingEngine(ConfigEngine, Protocol):
-    def warm(self) -> None: ...
-
-
-class Reading:
-    """The project's two models, read by two ``compose config`` side by side from the moment a
-    command knows its project (the interpolated model: the images, in memory only; the other:
-    what a revision keeps), then the snapshot derived and checked (``derive``).
-
-    ``up`` waits for these before anything else, so the CLI starts them before it imports the
-    deploy machinery, which then loads while compose reads the files. The files are checked
-    first (``check_files``): compose never reads an alias bomb.
-    """
-
-    def __init__(self, engine: ReadingEngine, project: Project) -> None:
-        check_files(project)
-        self.engine, self.project = engine, project
-        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="compose-config")
-        self._model = pool.submit(engine.config, project, interpolate=True)
-        self._snapshot = pool.submit(non_interpolated, engine, project)
-        pool.shutdown(wait=False)  # the calls go on; the interpreter waits for them at exit
-
-    def result(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The interpolated model and the derived snapshot (``derive``'s errors as they are).
-
-        python-on-whales' runner (``warm``, ~0.2 s of CPU, first needed to inspect the images)
-        is imported meanwhile, in a thread: mostly while this one waits on compose."""
-        threading.Thread(target=_warm, args=(self.engine,), name="warm").start()
-        model = self._model.result()  # first: a project compose rejects is reported as such
-        return model, derive(engine=self.engine, project=self.project, model=model,
-                             snapshot=self._snapshot.result())
-
-
-def _warm(engine: ReadingEngine) -> None:
-    with contextlib.suppress(Exception):  # whoever needs the runner next gets the error
-        engine.warm()
 
 
 def non_interpolated(engine: ConfigEngine, project: Project) -> dict[str, Any]:
