@@ -218,7 +218,13 @@ class HaproxyImage:
                 ENTRYPOINT ["{self.binary}", "-db", "-f", "{CONFIG_PATH}"]
                 """)
         )
-        build = ["build", "--quiet", "--rm", "--force-rm", "--tag", self.ref, str(self.workdir)]
+        # --no-cache: with its unique session label no step could come from the cache, and
+        # the engine's legacy builder probes it for a step on `FROM scratch` by reading every
+        # parentless image of the engine: one that another test removes at that moment fails
+        # this build with "unable to find image" (seen once in a parallel run, from the bench
+        # smoke's build).
+        build = ["build", "--quiet", "--no-cache", "--rm", "--force-rm", "--tag", self.ref,
+                 str(self.workdir)]
         docker(*build, env={**os.environ, **_BUILD_ENV}, timeout=300)
         self._built = True
         return self.ref
