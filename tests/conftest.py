@@ -21,11 +21,19 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from support.prereq import missing
+# Cache the test modules as pytest rewrites them (their asserts), like any module: where
+# PYTHONDONTWRITEBYTECODE is set (as on this project's machines) pytest honours it and
+# rewrites and compiles every test and support module again in each process, ~1.4 s of CPU
+# in each xdist worker and in each phase. Only this process: the CLI runs the tests start keep
+# the environment as it is (the shared install is checked for files written into it).
+sys.dont_write_bytecode = False
+
+from support.prereq import missing  # noqa: E402  (after the line above: cached too)
 
 pytest_plugins = ["support.fixtures", "support.second_engine", "support.docker_cli",
                   "support.swarm_two_nodes", "support.installed"]
@@ -87,6 +95,11 @@ def _group(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The property-based tests (1-4 s each, the unit tier's longest) first, in their order:
+    # the workers start on them, and the run does not end on one of them while the other
+    # workers have nothing left (the same order in every worker, as xdist requires).
+    items.sort(key=lambda item: not getattr(getattr(item, "obj", None), "is_hypothesis_test",
+                                           False))
     for item in items:
         if item.get_closest_marker("docker") is not None:
             item.fixturenames.insert(0, "docker_engine")  # type: ignore[attr-defined]
