@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compose_rollback import whales
-from compose_rollback.dockercmd import compose_prefix, docker_prefix
+from compose_rollback.dockercmd import compose_env, compose_prefix, docker_prefix
 from compose_rollback.dockerdata import (
     ContainerState,
     Event,
@@ -72,10 +72,12 @@ class Engine:
         (``compose config``) run, so the import overlaps them instead of delaying them."""
         whales.utils()
 
-    def _run(self, args: Sequence[str], *, hint: str = "") -> str:
+    def _run(self, args: Sequence[str], *, hint: str = "",
+             env: Mapping[str, str] | None = None) -> str:
         pow_utils = whales.utils()
         try:
-            return str(pow_utils.run(list(args), capture_stdout=True, capture_stderr=True))
+            return str(pow_utils.run(list(args), capture_stdout=True, capture_stderr=True,
+                                     env=dict(env or {})))
         except pow_utils.DockerException as error:
             raise self._translate(error, hint=hint) from error
 
@@ -125,7 +127,16 @@ class Engine:
         return docker_prefix(self._options)
 
     def compose_cmd(self, project: Project, files: Sequence[Path] = ()) -> list[str]:
+        """Run with ``_compose_env()``: the plugin runs as the docker CLI runs it."""
         return compose_prefix(self._options, project, files)
+
+    def _compose_env(self) -> dict[str, str]:
+        """What a compose command's environment adds to this process's own."""
+        return compose_env(self._options) or {}
+
+    def _compose_environ(self) -> dict[str, str]:
+        """A compose command's whole environment."""
+        return {**os.environ, **self._compose_env()}
 
     # -- versions ---------------------------------------------------------------------------
     def compose_version(self) -> str:
@@ -145,7 +156,8 @@ class Engine:
         first thing ``up`` and ``revert`` wait for."""
         flags = [] if interpolate else list(SNAPSHOT_FLAGS)
         args = [*self.compose_cmd(project), "config", "--format", "json", *flags]
-        done = subprocess.run(args, capture_output=True, text=True, check=False)
+        done = subprocess.run(args, capture_output=True, text=True, check=False,
+                              env=self._compose_environ())
         if done.returncode != 0:
             error = _exception(done)
             translated = self._translate(error)
@@ -160,7 +172,7 @@ class Engine:
 
     def build(self, project: Project, services: Sequence[str]) -> None:
         self._run([*self.compose_cmd(project), "build", "--quiet", *services],
-                  hint="fix the build and try again")
+                  hint="fix the build and try again", env=self._compose_env())
 
     def pull(self, project: Project, services: Sequence[str], *, policy: str) -> None:
         """Pull; a registry that cannot be reached is ``Unreachable``, a missing image
@@ -168,7 +180,7 @@ class Engine:
         apart."""
         try:
             self._run([*self.compose_cmd(project), "pull", "--quiet", "--policy", policy,
-                       *services])
+                       *services], env=self._compose_env())
         except DockerFailed as error:
             if any(sign in error.stderr for sign in _UNREACHABLE_SIGNS):
                 raise Unreachable(f"the registry cannot be reached: {error.detail}",
@@ -196,7 +208,7 @@ class Engine:
         if services:
             args += ["--no-deps", *services]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+                                start_new_session=True, env=self._compose_environ())
         if started is not None:
             started(proc.pid)
         try:
@@ -214,7 +226,8 @@ class Engine:
     def config_hashes(self, project: Project, *, overlay: Path) -> dict[str, str]:
         """Each service's config hash, as Compose labels the containers it creates from the
         overlay (``compose config --hash '*'``): equal hash, nothing for Compose to change."""
-        out = self._run([*self.compose_cmd(project, [overlay]), "config", "--hash", "*"])
+        out = self._run([*self.compose_cmd(project, [overlay]), "config", "--hash", "*"],
+                        env=self._compose_env())
         pairs = (line.split() for line in out.splitlines())
         return {p[0]: p[1] for p in pairs if len(p) == 2}
 
@@ -362,7 +375,7 @@ class Engine:
         """A revision's text as Compose reads it alone (``-f -``): interpolated, normalised.
         Holds secrets: memory only."""
         done = self._fed([*self.compose_cmd(project, [Path("-")]), "config", "--format",
-                          "json"], text)
+                          "json"], text, env=self._compose_environ())
         if done.returncode != 0:
             raise self._translate(_exception(done))
         model: dict[str, Any] = json.loads(done.stdout)
@@ -418,11 +431,11 @@ class Engine:
             args += ["--filter", f"event={action}"]
         return EventStream(args, on_event)
 
-    def _fed(self, args: Sequence[str], text: str, *, limit: float = 60.0
-             ) -> subprocess.CompletedProcess[str]:
+    def _fed(self, args: Sequence[str], text: str, *, limit: float = 60.0,
+             env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         try:
             return subprocess.run([str(a) for a in args], input=text, capture_output=True,
-                                  text=True, timeout=limit, check=False)
+                                  text=True, timeout=limit, check=False, env=env)
         except subprocess.TimeoutExpired:
             raise Unreachable(f"the Docker engine did not answer `{' '.join(args[1:3])}` "
                               f"within {limit:g}s", hint="check dockerd (docker info)") from None

@@ -2,18 +2,24 @@
 
 ``compose_rollback.dockercmd`` builds the prefix without importing python-on-whales (so the
 first docker calls start before that ~0.3 s import); python-on-whales' ``ClientConfig`` is
-the reference it must match, word for word.
+the reference it must match, word for word, except that compose runs as the docker CLI runs
+its plugin: the plugin's path in place of docker's (found as the CLI finds it), the same words
+after it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from compose_rollback.dockercmd import compose_prefix, docker_prefix
+from compose_rollback import dockercmd
+from compose_rollback.dockercmd import compose_env, compose_plugin, compose_prefix, docker_prefix
 from compose_rollback.engine import DockerOptions
 from compose_rollback.errors import Unreachable
 from compose_rollback.project import Project
@@ -83,9 +89,112 @@ def test_docker_prefix_is_python_on_whales_own(options: DockerOptions) -> None:
                                                    tlscacert="/c/ca.pem"),
                                      DockerOptions(context="edge", config="/cfg")])
 def test_compose_prefix_is_python_on_whales_own(options: DockerOptions, project: Project,
-                                                 files: tuple[Path, ...]) -> None:
+                                                 files: tuple[Path, ...],
+                                                 plugins: Plugins) -> None:
+    """Without a plugin to run, ``docker compose``; with one, the same words after it."""
+    if options.config:  # a config dir of the test's own
+        options = dataclasses.replace(options, config=str(plugins.root / "cfg"))
     _, expected = _reference(options, project, files)
+    assert expected is not None
     assert compose_prefix(options, project, files) == expected
+    assert compose_env(options) is None
+    config = Path(options.config) if options.config else plugins.config
+    plugin = plugins.make(config / "cli-plugins")
+    assert compose_prefix(options, project, files) == [str(plugin), *expected[1:]]
+    assert compose_env(options) == {"DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND": "docker",
+                                    "DOCKER_CLI_PLUGIN_SOCKET": ""}
+
+
+class Plugins:
+    """A docker config dir (``DOCKER_CONFIG``) and system plugin dirs of the test's own."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.config = root / "config"
+        self.system = [root / "sys1", root / "sys2"]
+
+    def make(self, folder: Path, *, mode: int = 0o755) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        plugin = folder / "docker-compose"
+        plugin.write_text("#!/bin/sh\n")
+        plugin.chmod(mode)
+        compose_plugin.cache_clear()
+        return plugin
+
+    def extra_dirs(self, *dirs: object) -> None:
+        self.config.mkdir(parents=True, exist_ok=True)
+        (self.config / "config.json").write_text(json.dumps({"cliPluginsExtraDirs": list(dirs)}))
+        compose_plugin.cache_clear()
+
+
+@pytest.fixture
+def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Plugins]:
+    found = Plugins(tmp_path)
+    monkeypatch.setenv("DOCKER_CONFIG", str(found.config))
+    monkeypatch.delenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", raising=False)
+    monkeypatch.setattr(dockercmd, "SYSTEM_PLUGIN_DIRS", tuple(map(str, found.system)))
+    compose_plugin.cache_clear()
+    yield found
+    compose_plugin.cache_clear()
+
+
+def _found() -> str | None:
+    return compose_plugin(dockercmd.config_dir(DockerOptions()))
+
+
+def test_the_plugin_is_looked_up_in_the_docker_clis_order(plugins: Plugins) -> None:
+    """``cliPluginsExtraDirs``, then ``<config>/cli-plugins``, then the system dirs."""
+    assert _found() is None
+    last = plugins.make(plugins.system[1])
+    assert _found() == str(last)
+    system = plugins.make(plugins.system[0])
+    assert _found() == str(system)
+    own = plugins.make(plugins.config / "cli-plugins")
+    assert _found() == str(own)
+    extra = plugins.make(plugins.root / "extra")
+    plugins.extra_dirs(str(plugins.root / "missing"), 7, str(plugins.root / "extra"))
+    assert _found() == str(extra)
+
+
+def test_a_link_is_run_by_its_path_and_a_broken_one_passed_over(plugins: Plugins) -> None:
+    real = plugins.make(plugins.root / "real")
+    linked = plugins.system[0] / "docker-compose"
+    plugins.system[0].mkdir()
+    linked.symlink_to(real)
+    broken = plugins.config / "cli-plugins" / "docker-compose"
+    broken.parent.mkdir(parents=True)
+    broken.symlink_to(plugins.root / "gone")
+    compose_plugin.cache_clear()
+    assert _found() == str(linked)
+
+
+@pytest.mark.parametrize("kind", ["not executable", "directory", "bad config"])
+def test_what_the_cli_would_reject_is_left_to_the_cli(plugins: Plugins, kind: str) -> None:
+    """The first one found cannot run (or the config cannot be read): ``docker compose``
+    runs, and the docker CLI says what is wrong, as it would have."""
+    plugins.make(plugins.system[0])
+    if kind == "not executable":
+        plugins.make(plugins.config / "cli-plugins", mode=0o644)
+    elif kind == "directory":
+        (plugins.config / "cli-plugins" / "docker-compose").mkdir(parents=True)
+    else:
+        plugins.config.mkdir()
+        (plugins.config / "config.json").write_text("{not json")
+    compose_plugin.cache_clear()
+    assert _found() is None
+    assert compose_env(DockerOptions()) is None
+    assert compose_prefix(DockerOptions(), PROJECTS[0])[1] == "compose"
+
+
+def test_the_cli_command_we_were_started_by_is_passed_on(plugins: Plugins,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    plugins.make(plugins.system[0])
+    monkeypatch.setenv("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", "/opt/bin/docker")
+    monkeypatch.setenv("DOCKER_CLI_PLUGIN_SOCKET", "@docker_cli_outer")
+    assert compose_env(DockerOptions()) == {
+        "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND": "/opt/bin/docker",
+        "DOCKER_CLI_PLUGIN_SOCKET": ""}
 
 
 def test_no_docker_cli_is_unreachable_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
