@@ -127,16 +127,16 @@ class Engine:
         return docker_prefix(self._options)
 
     def compose_cmd(self, project: Project, files: Sequence[Path] = ()) -> list[str]:
-        """Run with ``_compose_env()``: the plugin runs as the docker CLI runs it."""
+        """Run with ``compose_env()``: the plugin runs as the docker CLI runs it."""
         return compose_prefix(self._options, project, files)
 
-    def _compose_env(self) -> dict[str, str]:
+    def compose_env(self) -> dict[str, str]:
         """What a compose command's environment adds to this process's own."""
         return compose_env(self._options) or {}
 
     def _compose_environ(self) -> dict[str, str]:
         """A compose command's whole environment."""
-        return {**os.environ, **self._compose_env()}
+        return {**os.environ, **self.compose_env()}
 
     # -- versions ---------------------------------------------------------------------------
     def compose_version(self) -> str:
@@ -172,7 +172,7 @@ class Engine:
 
     def build(self, project: Project, services: Sequence[str]) -> None:
         self._run([*self.compose_cmd(project), "build", "--quiet", *services],
-                  hint="fix the build and try again", env=self._compose_env())
+                  hint="fix the build and try again", env=self.compose_env())
 
     def pull(self, project: Project, services: Sequence[str], *, policy: str) -> None:
         """Pull; a registry that cannot be reached is ``Unreachable``, a missing image
@@ -180,7 +180,7 @@ class Engine:
         apart."""
         try:
             self._run([*self.compose_cmd(project), "pull", "--quiet", "--policy", policy,
-                       *services], env=self._compose_env())
+                       *services], env=self.compose_env())
         except DockerFailed as error:
             if any(sign in error.stderr for sign in _UNREACHABLE_SIGNS):
                 raise Unreachable(f"the registry cannot be reached: {error.detail}",
@@ -227,7 +227,7 @@ class Engine:
         """Each service's config hash, as Compose labels the containers it creates from the
         overlay (``compose config --hash '*'``): equal hash, nothing for Compose to change."""
         out = self._run([*self.compose_cmd(project, [overlay]), "config", "--hash", "*"],
-                        env=self._compose_env())
+                        env=self.compose_env())
         pairs = (line.split() for line in out.splitlines())
         return {p[0]: p[1] for p in pairs if len(p) == 2}
 

@@ -299,7 +299,9 @@ def test_we_resolve_the_project_compose_resolves(
             f"compose says name={json.loads(plain.stdout).get('name')!r}")
         assert "\n" not in error.one_line()
         return
-    ours = _finish(_config(Engine().compose_cmd(project), cwd=cwd, env=env))
+    engine = Engine()
+    ours = _finish(_config(engine.compose_cmd(project), cwd=cwd,
+                           env={**env, **engine.compose_env()}))
     plain = _finish(started)
     assert plain.returncode == 0, (
         f"compose refuses the project ({plain.stderr.strip()}) but we resolved {project}")
