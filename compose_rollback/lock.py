@@ -244,13 +244,20 @@ class Journal:
 _MARKER = "watch-{pid}.tmp"
 
 
+def marker_path(root: Path) -> Path:
+    """This process's watch marker in the store ``root``."""
+    return root / _MARKER.format(pid=os.getpid())
+
+
 @contextmanager
 def watch_marker(root: Path, *, revision: int) -> Iterator[Path]:
-    """Announce this process as the watcher of ``revision`` until the block ends."""
-    path = root / _MARKER.format(pid=os.getpid())
-    atomic_write(path, json.dumps({"pid": os.getpid(), "revision": revision,
-                                   "since": now_iso()}))
+    """Announce this process as the watcher of ``revision`` until the block ends. Removed
+    even when the write is cut short: the marker is visible from its rename on, before the
+    write's last fsync returns."""
+    path = marker_path(root)
     try:
+        atomic_write(path, json.dumps({"pid": os.getpid(), "revision": revision,
+                                       "since": now_iso()}))
         yield path
     finally:
         with contextlib.suppress(OSError):

@@ -16,6 +16,7 @@ was written, and whose rollout the watcher took for a failure, is caught by it t
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import replace
@@ -26,7 +27,7 @@ from compose_rollback.deploy import DeployResult, Overrides, restore_after_watch
 from compose_rollback.durations import format_duration
 from compose_rollback.errors import BadInput, NothingToWatch
 from compose_rollback.gates.container import GateFailure, wait_healthy
-from compose_rollback.lock import superseded_by, watch_marker
+from compose_rollback.lock import marker_path, superseded_by, watch_marker
 from compose_rollback.revisions import Revision
 from compose_rollback.settings import Settings
 
@@ -76,8 +77,11 @@ def watch_revision(ctx: Context, *, revision: Revision, newest: int, duration: f
     returned, with its message and ``watch`` field updated, unless a revert happens."""
     n = revision.number
     forever = duration is None
-    with watch_marker(ctx.store.root, revision=n) as marker:
+    with contextlib.ExitStack() as stack:
         try:
+            # Inside the try: the marker is what tells others the watch has begun, and an
+            # interrupt that comes once it is visible ends the watch like any other.
+            marker = stack.enter_context(watch_marker(ctx.store.root, revision=n))
             settings = watch_settings(ctx, revision, overrides)
             window = "until interrupted" if forever else f"for {format_duration(duration or 0)}"
             ctx.progress(f"watching revision {n} {window}")
@@ -85,7 +89,7 @@ def watch_revision(ctx: Context, *, revision: Revision, newest: int, duration: f
             until = math.inf if duration is None else started + duration
             failure = _watch_gates(ctx, revision, settings, until=until)
         except KeyboardInterrupt:
-            return _ended(ctx, result, n, marker, forever=forever)
+            return _ended(ctx, result, n, marker_path(ctx.store.root), forever=forever)
         if failure is None:
             return replace(result, watch="passed", message=f"{result.message}; watched for "
                            f"{format_duration(duration or 0)}, no gate failed")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from compose_rollback import deploy, watch
+from compose_rollback import deploy, lock, watch
 from compose_rollback.context import Context
 from compose_rollback.dockerdata import ImageInfo
 from compose_rollback.errors import NothingToWatch, SettingsError
@@ -151,6 +151,34 @@ def test_an_interrupt_ends_the_watch_and_reverts_nothing(
     assert (result.outcome, result.watch) == (outcome, "interrupted")
     assert result.message == "watch ended by interrupt; revision 2 stays deployed"
     assert _statuses(context) == [(1, "superseded"), (2, "deployed")]
+
+
+def test_an_interrupt_as_the_marker_appears_ends_the_watch_and_leaves_no_marker(
+        ctx: tuple[Context, FakeEngine], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The marker is visible from its rename on, while its write still syncs the directory:
+    a SIGINT sent the moment it appears (as a user or a test waiting for it would) ended the
+    whole ``up`` with exit 130 and no result, and left the marker behind. The interrupt comes
+    at that exact point here: right after the real write, before it returns."""
+    context, engine = ctx
+    _two_revisions(context, engine)
+    real_write = lock.atomic_write
+    seen: list[bool] = []
+
+    def write_then_interrupt(path: Path, text: str) -> None:
+        real_write(path, text)
+        seen.append(path.exists())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lock, "atomic_write", write_then_interrupt)
+    try:
+        result = watch.watch(context, duration=30.0, overrides=FAST)
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped the watch: `up --watch` would exit 130, no result")
+    assert seen == [True]
+    assert (result.outcome, result.watch) == ("watch_interrupted", "interrupted")
+    assert result.message == "watch ended by interrupt; revision 2 stays deployed"
+    assert _statuses(context) == [(1, "superseded"), (2, "deployed")]
+    assert not list(context.store.root.glob("watch-*.tmp"))
 
 
 def test_watch_without_a_current_revision_is_bad_input(
