@@ -179,6 +179,31 @@ class SecondEngine:
                     sub.rmdir()
 
 
+def reclaim_orphan_bridges() -> list[str]:
+    """Delete the ``crt-br-*`` bridges no running dockerd uses (``--bridge NAME`` in its
+    command line): those of a test run killed before its clean-up. Each took a candidate
+    block's route, and three of them left the remote-engine tests no block at all. Called
+    under the block lock, which a fixture holds until its dockerd runs, so a bridge seen here
+    is either in use or left over."""
+    links = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True,
+                           text=True, check=False).stdout.splitlines()
+    names = {line.split(":")[1].strip().split("@")[0] for line in links if line.count(":") > 1}
+    ours = sorted(name for name in names if name.startswith("crt-br-"))
+    if not ours:
+        return []
+    in_use: set[str] = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            words = cmdline.read_bytes().split(b"\0")
+            if b"--bridge" in words[:-1]:
+                in_use.add(words[words.index(b"--bridge") + 1].decode(errors="replace"))
+    orphans = [name for name in ours if name not in in_use]
+    for name in orphans:
+        subprocess.run(["ip", "link", "delete", name, "type", "bridge"], check=False,
+                       capture_output=True)
+    return orphans
+
+
 def free_block(candidates: Sequence[str] = BLOCK_CANDIDATES) -> ipaddress.IPv4Network | None:
     """The first candidate block that overlaps no IPv4 route of this host."""
     routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True,
@@ -220,6 +245,7 @@ def second_engine() -> Iterator[SecondEngine]:
         # Two test processes (xdist workers, other runs) must not both pick the same free
         # block: the choice and the bridge that makes it taken (its route) happen under a lock.
         fcntl.flock(lock, fcntl.LOCK_EX)
+        reclaim_orphan_bridges()
         block = free_block()
         if block is None:
             missing(f"every candidate address block {BLOCK_CANDIDATES} overlaps a route here",
