@@ -25,7 +25,7 @@ import functools
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,12 +71,11 @@ PLUGIN_ENV = "DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND"
 PLUGIN_SOCKET_ENV = "DOCKER_CLI_PLUGIN_SOCKET"
 
 
-def config_dir(options: DockerOptions, environ: Mapping[str, str] | None = None) -> Path:
+def config_dir(options: DockerOptions) -> Path:
     """The docker CLI's config directory: ``--config``, ``DOCKER_CONFIG``, ``~/.docker``."""
-    env = os.environ if environ is None else environ
     if options.config:
         return Path(options.config)
-    return Path(env.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    return Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
 
 
 @functools.lru_cache(maxsize=8)
