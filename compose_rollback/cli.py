@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from compose_rollback import render
+from compose_rollback import jsontext, render
 from compose_rollback.argv import Invocation, docker_environment, split_argv
 from compose_rollback.errors import (
     BadInput,
@@ -146,7 +146,7 @@ def _progress_view() -> LiveView:
 def _emit(as_json: bool, data: Callable[[], Any], text: Callable[[], str]) -> None:
     """Print the JSON or the text rendering (each built only when asked for)."""
     if as_json:
-        print(json.dumps(render.versioned(data()), indent=2, sort_keys=True))
+        print(jsontext.dumps(render.versioned(data())))
     else:
         out = text()
         if out:

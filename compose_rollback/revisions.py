@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from compose_rollback import jsontext
 from compose_rollback.errors import CorruptRevision, UnknownRevision, UnsafeStoreEntry
 from compose_rollback.pinning import Pin
 from compose_rollback.storefiles import LINK, is_link, read_in, read_nofollow, unlink_in
@@ -227,7 +228,7 @@ class RevisionStore:
 
     def save(self, revisions: list[Revision]) -> None:
         data = {"format": FORMAT, "revisions": [r.to_json() for r in revisions]}
-        atomic_write(self.history_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+        atomic_write(self.history_path, jsontext.dumps(data) + "\n")
 
     def add(self, revision: Revision, overlay: str) -> list[Revision]:
         """Write the overlay (never overwriting one) and append the revision as given."""

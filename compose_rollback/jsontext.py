@@ -1,0 +1,81 @@
+"""``json.dumps(obj, indent=2, sort_keys=True)``, character for character, in ~60 % of the time.
+
+With an ``indent``, the standard library leaves its C encoder for a pure-Python generator
+(CPython before 3.14, which runs it here): 0.5 s of ``history --json`` with 10,000 revisions,
+and of every write of their ``history.json``; 0.3 s this way. Here the tree is walked once,
+each string goes through the C escaping function the standard library uses, and every other
+leaf through its own encoder; anything this walk does not know (a key that is not a string, a
+type other than the JSON ones, a cycle) goes to ``json.dumps`` whole, so the text (or the
+error) is the standard library's in every case.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from json.encoder import encode_basestring_ascii
+from typing import Any
+
+_leaf = json.JSONEncoder().encode  # floats (NaN/Infinity as json.dumps writes them), bools
+
+
+class _Unknown(Exception):
+    """A key or value this walk leaves to ``json.dumps``."""
+
+
+def dumps(obj: Any) -> str:
+    """The text of ``json.dumps(obj, indent=2, sort_keys=True)``."""
+    if sys.version_info >= (3, 14):  # its C encoder indents
+        return json.dumps(obj, indent=2, sort_keys=True)
+    try:
+        return _dumps(obj)
+    except (_Unknown, RecursionError, TypeError):  # a cycle, unsortable keys: json.dumps says
+        return json.dumps(obj, indent=2, sort_keys=True)
+
+
+def _dumps(obj: Any) -> str:
+    out: list[str] = []
+    add = out.append
+
+    def walk(value: Any, pad: str) -> None:
+        kind = type(value)
+        if kind is str:
+            add(encode_basestring_ascii(value))
+        elif kind is dict:
+            if not value:
+                add("{}")
+                return
+            inner = pad + "  "
+            add("{\n" + inner)
+            between = ""
+            for key in sorted(value):
+                if type(key) is not str:
+                    raise _Unknown
+                add(between + encode_basestring_ascii(key) + ": ")
+                walk(value[key], inner)
+                between = ",\n" + inner
+            add("\n" + pad + "}")
+        elif kind is list or kind is tuple:
+            if not value:
+                add("[]")
+                return
+            inner = pad + "  "
+            add("[\n" + inner)
+            between = ""
+            for item in value:
+                if between:
+                    add(between)
+                walk(item, inner)
+                between = ",\n" + inner
+            add("\n" + pad + "]")
+        elif value is None:
+            add("null")
+        elif kind is int:
+            add(int.__repr__(value))
+        elif kind is float or kind is bool:
+            add(_leaf(value))
+        else:
+            raise _Unknown
+
+    walk(obj, "")
+    return "".join(out)
