@@ -235,8 +235,8 @@ def _dir_setting(project: Project) -> str | None:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        if "x-rollback" not in text:
-            continue  # the common case needs no YAML parser (~15 ms of start-up)
+        if not _may_set(text, "dir"):
+            continue  # the common case needs no YAML parser
         from compose_rollback.overlay import OverlayError, load_yaml
 
         try:
@@ -262,6 +262,17 @@ def _dir_setting(project: Project) -> str | None:
     return value
 
 
+def _may_set(text: str, key: str) -> bool:
+    """Whether a compose file's text can set ``x-rollback.<key>``: it names ``x-rollback`` and
+    has ``key`` as a mapping key (block or flow style, quoted, or an explicit ``? key``). Read-
+    only commands ask for one key, and most files have an ``x-rollback`` block without it: no
+    YAML parser for them (importing it is ~40 ms of ``history``'s start-up)."""
+    if "x-rollback" not in text or key not in text:
+        return False
+    import re
+
+    return re.search(rf"(?:^|[\s{{,?'\"]){re.escape(key)}['\"]?\s*:", text, re.M) is not None
+
 
 def _top_setting(files: tuple[Path, ...], key: str) -> object:
     """One key of the top-level ``x-rollback`` of the compose files (the last file wins)."""
@@ -271,7 +282,7 @@ def _top_setting(files: tuple[Path, ...], key: str) -> object:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
-        if "x-rollback" not in text:
+        if not _may_set(text, key):
             continue
         from compose_rollback.overlay import OverlayError, load_yaml
 
@@ -283,6 +294,7 @@ def _top_setting(files: tuple[Path, ...], key: str) -> object:
         if isinstance(block, dict) and block.get(key) is not None:
             found = block[key]
     return found
+
 
 @dataclass(frozen=True)
 class Author:

@@ -184,6 +184,40 @@ def test_rollback_dir_is_interpolated_with_the_dotenv(tmp_path: Path) -> None:
     assert store_dir(_resolve(tmp_path), {}) == Path("/srv/revs") / project.name
 
 
+@pytest.mark.parametrize("text", [
+    "x-rollback:\n  dir: revs\n",
+    "x-rollback:\n  timeout: 1m\n  dir : revs\n",
+    "x-rollback: {timeout: 1m, dir: revs}\n",
+    "x-rollback: {timeout: 1m,dir: revs}\n",
+    "x-rollback:\n  'dir': revs\n",
+    '{"x-rollback": {"dir": "revs"}, "services": {"s": {"image": "x"}}}\n',
+    "x-rollback:\n  ? dir\n  : revs\n",
+    "x-base: &base\n  dir: revs\nx-rollback: *base\n",
+    "x-base: &base {dir: revs}\nx-rollback:\n  <<: *base\n  timeout: 1m\n",
+])
+def test_rollback_dir_is_found_in_every_yaml_spelling(tmp_path: Path, text: str) -> None:
+    (tmp_path / "compose.yaml").write_text(text if text.startswith("{") else text + SERVICES)
+    project = _resolve(tmp_path)
+    assert store_dir(project, {}) == tmp_path / "revs" / project.name
+
+
+@pytest.mark.parametrize("text", [
+    "x-rollback:\n  timeout: 1m\n",
+    "x-rollback: {timeout: 1m}\nservices:\n  s:\n    image: x\n    working_dir: /srv\n",
+    'x-rollback:\n  timeout: 1m\nservices:\n  s:\n    image: x\n    command: ["ls", "/dir"]\n',
+])
+def test_a_block_without_dir_is_read_without_the_yaml_parser(tmp_path: Path, text: str) -> None:
+    (tmp_path / "compose.yaml").write_text(text + ("" if "services" in text else SERVICES))
+    code = ("import sys; from pathlib import Path; from compose_rollback.context import store_dir;"
+            "from compose_rollback.project import ComposeOptions, resolve_project;"
+            "p = resolve_project(options=ComposeOptions(), environ={}, cwd=Path(sys.argv[1]));"
+            "print(store_dir(p, {}).parent.name, 'ruamel.yaml' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)],
+                          env={"PYTHONPATH": str(REPO_ROOT)},
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.split() == [".rollback", "False"]
+
+
 @pytest.mark.parametrize("setting", ["${RB_DIR:?set RB_DIR}", "${RB_DIR}"])
 def test_rollback_dir_without_a_value_is_refused(tmp_path: Path, setting: str) -> None:
     (tmp_path / "compose.yaml").write_text(f"x-rollback:\n  dir: {setting}\n{SERVICES}")
