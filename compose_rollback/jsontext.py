@@ -36,23 +36,28 @@ def dumps(obj: Any) -> str:
 def _dumps(obj: Any) -> str:
     out: list[str] = []
     add = out.append
+    text = encode_basestring_ascii
 
     def walk(value: Any, pad: str) -> None:
+        # Strings, most of the leaves, are written inline: a call per leaf is most of the cost.
         kind = type(value)
         if kind is str:
-            add(encode_basestring_ascii(value))
+            add(text(value))
         elif kind is dict:
             if not value:
                 add("{}")
                 return
             inner = pad + "  "
-            add("{\n" + inner)
-            between = ""
+            between = "{\n" + inner
             for key in sorted(value):
                 if type(key) is not str:
                     raise _Unknown
-                add(between + encode_basestring_ascii(key) + ": ")
-                walk(value[key], inner)
+                item = value[key]
+                if type(item) is str:
+                    add(between + text(key) + ": " + text(item))
+                else:
+                    add(between + text(key) + ": ")
+                    walk(item, inner)
                 between = ",\n" + inner
             add("\n" + pad + "}")
         elif kind is list or kind is tuple:
@@ -60,12 +65,13 @@ def _dumps(obj: Any) -> str:
                 add("[]")
                 return
             inner = pad + "  "
-            add("[\n" + inner)
-            between = ""
+            between = "[\n" + inner
             for item in value:
-                if between:
+                if type(item) is str:
+                    add(between + text(item))
+                else:
                     add(between)
-                walk(item, inner)
+                    walk(item, inner)
                 between = ",\n" + inner
             add("\n" + pad + "]")
         elif value is None:
