@@ -230,24 +230,10 @@ def store_dir(project: Project, environ: Mapping[str, str]) -> Path:
 def _dir_setting(project: Project) -> str | None:
     """Read ``x-rollback.dir`` without calling compose (fast commands need no engine)."""
     found: str | None = None
-    for path in project.files:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if not _may_set(text, "dir"):
-            continue  # the common case needs no YAML parser
-        from compose_rollback.overlay import OverlayError, load_yaml
-
-        try:
-            data: Any = load_yaml(text)
-        except OverlayError:
-            continue
-        block = data.get("x-rollback") if isinstance(data, dict) else None
-        if isinstance(block, dict) and block.get("dir") is not None:
-            if not isinstance(block["dir"], str):
-                raise SettingsError("x-rollback.dir", "expected a directory path")
-            found = block["dir"]
+    for value in _settings(project.files, "dir"):
+        if not isinstance(value, str):
+            raise SettingsError("x-rollback.dir", "expected a directory path")
+        found = value
     if found is None or "$" not in found:
         return found
     from compose_rollback.dotenv import TemplateError, substitute
@@ -274,16 +260,15 @@ def _may_set(text: str, key: str) -> bool:
     return re.search(rf"(?:^|[\s{{,?'\"]){re.escape(key)}['\"]?\s*:", text, re.M) is not None
 
 
-def _top_setting(files: tuple[Path, ...], key: str) -> object:
-    """One key of the top-level ``x-rollback`` of the compose files (the last file wins)."""
-    found: object = None
+def _settings(files: tuple[Path, ...], key: str) -> Iterator[object]:
+    """``x-rollback.<key>`` of each compose file that sets it, in file order."""
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             continue
         if not _may_set(text, key):
-            continue
+            continue  # the common case needs no YAML parser
         from compose_rollback.overlay import OverlayError, load_yaml
 
         try:
@@ -292,8 +277,13 @@ def _top_setting(files: tuple[Path, ...], key: str) -> object:
             continue
         block = data.get("x-rollback") if isinstance(data, dict) else None
         if isinstance(block, dict) and block.get(key) is not None:
-            found = block[key]
-    return found
+            yield block[key]
+
+
+def _top_setting(files: tuple[Path, ...], key: str) -> object:
+    """One key of the top-level ``x-rollback`` of the compose files (the last file wins)."""
+    values = list(_settings(files, key))
+    return values[-1] if values else None
 
 
 @dataclass(frozen=True)

@@ -77,11 +77,12 @@ def watch_revision(ctx: Context, *, revision: Revision, newest: int, duration: f
     returned, with its message and ``watch`` field updated, unless a revert happens."""
     n = revision.number
     forever = duration is None
+    marker = marker_path(ctx.store.root)
     with contextlib.ExitStack() as stack:
         try:
             # Inside the try: the marker is what tells others the watch has begun, and an
             # interrupt that comes once it is visible ends the watch like any other.
-            marker = stack.enter_context(watch_marker(ctx.store.root, revision=n))
+            stack.enter_context(watch_marker(ctx.store.root, revision=n))
             settings = watch_settings(ctx, revision, overrides)
             window = "until interrupted" if forever else f"for {format_duration(duration or 0)}"
             ctx.progress(f"watching revision {n} {window}")
@@ -89,7 +90,7 @@ def watch_revision(ctx: Context, *, revision: Revision, newest: int, duration: f
             until = math.inf if duration is None else started + duration
             failure = _watch_gates(ctx, revision, settings, until=until)
         except KeyboardInterrupt:
-            return _ended(ctx, result, n, marker_path(ctx.store.root), forever=forever)
+            return _ended(ctx, result, n, marker, forever=forever)
         if failure is None:
             return replace(result, watch="passed", message=f"{result.message}; watched for "
                            f"{format_duration(duration or 0)}, no gate failed")
