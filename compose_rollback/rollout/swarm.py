@@ -175,8 +175,11 @@ class SwarmTasks:
         self.services_seen = services
         states = gate_view(services, tasks, wanted=self.services, since=self.since,
                            oneshot=self.oneshot)
+        # A container that turned unhealthy is reported so even when Swarm has ended its task
+        # by the time this look reads it: the health event is the cause, the task's end
+        # (SIGTERM's exit code) its consequence.
         return [replace(s, failure="turned unhealthy (its HEALTHCHECK failed)")
-                if s.id in self.unhealthy and not s.failure else s for s in states]
+                if s.id in self.unhealthy else s for s in states]
 
     def logs(self, container_id: str, *, tail: int = 20) -> str:
         return "" if container_id.startswith("swarm:") else \

@@ -130,6 +130,14 @@ def gate_view(services: Mapping[str, Service], tasks: Sequence[Task], *,
 
 
 def _ended(task: Task) -> ContainerState:
+    if task.state == "failed" and task.exit_code:
+        # The container exited on its own: said as its own ``die`` event says it (the two
+        # arrive at the same moment, and which one the gate reads first is a race), with what
+        # Swarm adds beyond its usual "task: non-zero exit (N)".
+        extra = "" if task.error in ("", f"task: non-zero exit ({task.exit_code})") \
+            else f": {task.error}"
+        return _state(task.service, task.name, "", container=task.container_id,
+                      failure=f"exited with code {task.exit_code} (its task failed{extra})")
     why = task.error or ("Swarm stopped it (its container exited or turned unhealthy)"
                          if task.state in ("complete", "shutdown") else task.state)
     return _state(task.service, task.name, "", container=task.container_id,

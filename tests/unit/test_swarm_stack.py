@@ -108,6 +108,18 @@ def test_a_task_of_the_new_spec_that_ended_since_the_rollout_fails_first() -> No
     assert any("Swarm's update says paused" in why for _, why in verdicts)
 
 
+def test_a_failed_task_says_what_the_containers_own_die_event_says() -> None:
+    """A crash reaches the gate twice at once (the container's ``die``, Swarm's failed task);
+    either way the reason reads the same, so a hook or an alert does not depend on a race."""
+    crashed = _task(1, "failed", desired="shutdown", code=3)
+    crashed["Status"]["Err"] = "task: non-zero exit (3)"
+    verdicts = _verdicts(_service("updating"), [crashed, _task(2, "running")])
+    assert verdicts[0] == ("fail", "exited with code 3 (its task failed)")
+    crashed["Status"]["Err"] = "unhealthy container"  # more than the exit code: kept
+    verdicts = _verdicts(_service("updating"), [crashed, _task(2, "running")])
+    assert verdicts[0] == ("fail", "exited with code 3 (its task failed: unhealthy container)")
+
+
 def test_a_task_that_ended_before_the_rollout_is_not_held_against_it() -> None:
     verdicts = _verdicts(_service(), [
         _task(1, "failed", desired="shutdown", created="2026-12-01T08:59:00Z", code=3),
@@ -156,3 +168,34 @@ def test_only_the_new_specs_containers_decide_on_their_own_events() -> None:
     tasks._seen(event("health_status: unhealthy", "3", cid="c0"))
     tasks._seen(event("health_status: unhealthy", "4", cid="c2"))
     assert tasks.unhealthy == {"c2"}
+
+
+def test_a_container_that_turned_unhealthy_is_reported_so_after_swarm_ended_its_task() -> None:
+    """The health event is the cause; Swarm stopping the task (SIGTERM's exit code) follows
+    it, and a look that finds the task already ended still names the cause."""
+    from typing import cast
+
+    from compose_rollback.dockerdata import Event
+    from compose_rollback.engine import Engine
+    from compose_rollback.rollout.swarm import SwarmTasks
+
+    class Stack:
+        def __init__(self) -> None:
+            self.tasks = [_task(1, "running"), _task(2, "running")]
+
+        def stack_services(self, stack: str) -> list[dict[str, Any]]:
+            return [_service("updating")]
+
+        def stack_tasks(self, stack: str) -> list[dict[str, Any]]:
+            return self.tasks
+
+    engine = Stack()
+    tasks = SwarmTasks(cast(Engine, engine), "shop", since=SINCE, services=["web"],
+                       oneshot=[], revisions={"web": "4"})
+    tasks._seen(Event(action="health_status: unhealthy", container_id="c1", service="",
+                      time_nano=0, attributes={"com.docker.swarm.service.name": "shop_web",
+                                               "org.compose-rollback.revision": "4"}))
+    reason = "turned unhealthy (its HEALTHCHECK failed)"
+    assert [judge(s, restarts_before=0)[1] for s in tasks.containers("shop")] == [reason, ""]
+    engine.tasks[0] = _task(1, "failed", desired="shutdown", code=143)
+    assert judge(tasks.containers("shop")[0], restarts_before=0) == ("fail", reason)
