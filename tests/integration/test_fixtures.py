@@ -346,7 +346,7 @@ def test_build_fresh_gives_a_new_image_under_the_same_tag(images: AppImages) -> 
         assert first != second
         assert _image_id(tag) == second
         env = docker("image", "inspect", "--format", "{{json .Config.Env}}", tag).stdout
-        assert "VERSION=v2" in json.loads(env)
+        assert {"VERSION=v2", "CRT_VARIANT=healthy"} <= set(json.loads(env))
     finally:
         docker("image", "rm", tag, check=None)
 
