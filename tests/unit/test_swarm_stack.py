@@ -4,13 +4,15 @@ them (recorded shapes of ``docker service inspect`` / ``docker inspect <task>``)
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from compose_rollback.dockerdata import Event
+from compose_rollback.engine import Engine
 from compose_rollback.errors import StackRejected
 from compose_rollback.gates.container import judge
-from compose_rollback.rollout.swarm import push_command
+from compose_rollback.rollout.swarm import SwarmTasks, push_command
 from compose_rollback.swarm.stackfile import stack_file
 from compose_rollback.swarm.tasks import gate_view, parse_services, parse_tasks
 
@@ -78,6 +80,12 @@ def _task(slot: int, state: str, *, image: str = IMAGE, desired: str = "running"
 
 
 SINCE = 1796115605.0  # 2026-12-01T09:00:05Z
+
+
+def _event(action: str, revision: str, cid: str = "c1") -> Event:
+    """A container event of a task of ``shop_web`` whose spec is ``revision``."""
+    return Event(action=action, container_id=cid, service="", time_nano=0, attributes={
+        "com.docker.swarm.service.name": "shop_web", "org.compose-rollback.revision": revision})
 
 
 def _verdicts(service: dict[str, Any], tasks: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -148,37 +156,20 @@ def test_a_canary_is_refused_on_swarm_with_its_path() -> None:
 
 
 def test_only_the_new_specs_containers_decide_on_their_own_events() -> None:
-    from typing import cast
-
-    from compose_rollback.dockerdata import Event
-    from compose_rollback.engine import Engine
-    from compose_rollback.rollout.swarm import SwarmTasks
-
     tasks = SwarmTasks(cast(Engine, None), "shop", since=0.0, services=["web"], oneshot=[],
                        revisions={"web": "4"})
 
-    def event(action: str, revision: str, cid: str = "c1") -> Event:
-        return Event(action=action, container_id=cid, service="", time_nano=0, attributes={
-            "com.docker.swarm.service.name": "shop_web",
-            "org.compose-rollback.revision": revision})
-
-    assert tasks._seen(event("die", "4")).service == "web"  # decided by the gate at once
-    old = tasks._seen(event("die", "3"))  # an old task stopped by the update: only a wake-up
+    assert tasks._seen(_event("die", "4")).service == "web"  # decided by the gate at once
+    old = tasks._seen(_event("die", "3"))  # an old task stopped by the update: only a wake-up
     assert old.service == "" and old.action == "swarm:die"
-    tasks._seen(event("health_status: unhealthy", "3", cid="c0"))
-    tasks._seen(event("health_status: unhealthy", "4", cid="c2"))
+    tasks._seen(_event("health_status: unhealthy", "3", cid="c0"))
+    tasks._seen(_event("health_status: unhealthy", "4", cid="c2"))
     assert tasks.unhealthy == {"c2"}
 
 
 def test_a_container_that_turned_unhealthy_is_reported_so_after_swarm_ended_its_task() -> None:
     """The health event is the cause; Swarm stopping the task (SIGTERM's exit code) follows
     it, and a look that finds the task already ended still names the cause."""
-    from typing import cast
-
-    from compose_rollback.dockerdata import Event
-    from compose_rollback.engine import Engine
-    from compose_rollback.rollout.swarm import SwarmTasks
-
     class Stack:
         def __init__(self) -> None:
             self.tasks = [_task(1, "running"), _task(2, "running")]
@@ -192,9 +183,7 @@ def test_a_container_that_turned_unhealthy_is_reported_so_after_swarm_ended_its_
     engine = Stack()
     tasks = SwarmTasks(cast(Engine, engine), "shop", since=SINCE, services=["web"],
                        oneshot=[], revisions={"web": "4"})
-    tasks._seen(Event(action="health_status: unhealthy", container_id="c1", service="",
-                      time_nano=0, attributes={"com.docker.swarm.service.name": "shop_web",
-                                               "org.compose-rollback.revision": "4"}))
+    tasks._seen(_event("health_status: unhealthy", "4"))
     reason = "turned unhealthy (its HEALTHCHECK failed)"
     assert [judge(s, restarts_before=0)[1] for s in tasks.containers("shop")] == [reason, ""]
     engine.tasks[0] = _task(1, "failed", desired="shutdown", code=143)
