@@ -23,13 +23,13 @@ def _module_name(path: Path) -> str:
 
 
 def _imports(path: Path, known: set[str]) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-                   and "TYPE_CHECKING" in ast.unparse(block.test)
-                   for node in ast.walk(block)}
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
+    # One walk of the tree that does not enter an `if TYPE_CHECKING:` body (its `else:` counts).
+    todo: list[ast.AST] = [ast.parse(path.read_text(encoding="utf-8"))]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
             continue
         if isinstance(node, ast.ImportFrom) and node.module:
             for alias in node.names:  # `from compose_rollback import render` names a module
@@ -37,6 +37,7 @@ def _imports(path: Path, known: set[str]) -> set[str]:
                 found.add(full if full in known else node.module)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
+        todo.extend(ast.iter_child_nodes(node))
     return found & known
 
 
