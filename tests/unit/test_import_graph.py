@@ -73,6 +73,23 @@ def test_the_graph_sees_lazy_imports() -> None:
     assert "compose_rollback.deploy" in graph["compose_rollback.cli"]  # inside commands
 
 
+def test_imports_for_the_type_checker_do_not_count(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from compose_rollback import deploy\n"
+        "    if True:\n"
+        "        import compose_rollback.engine\n"
+        "else:\n"
+        "    from compose_rollback.errors import BadInput\n"
+        "def f():\n"
+        "    from compose_rollback import render\n", encoding="utf-8")
+    known = {"compose_rollback.deploy", "compose_rollback.engine", "compose_rollback.errors",
+             "compose_rollback.render"}
+    assert _imports(module, known) == {"compose_rollback.errors", "compose_rollback.render"}
+
+
 def test_no_module_imports_itself_back() -> None:
     assert cycles(import_graph()) == []
 
