@@ -23,23 +23,27 @@ class _Unknown(Exception):
     """A key or value this walk leaves to ``json.dumps``."""
 
 
-def dumps(obj: Any) -> str:
-    """The text of ``json.dumps(obj, indent=2, sort_keys=True)``."""
-    if sys.version_info >= (3, 13):  # its C encoder indents (python/cpython#118105)
-        return json.dumps(obj, indent=2, sort_keys=True)
-    try:
-        return _dumps(obj)
-    except (_Unknown, RecursionError, TypeError):  # a cycle, unsortable keys: json.dumps says
-        return json.dumps(obj, indent=2, sort_keys=True)
+def dumps(obj: Any, pad: str = "") -> str:
+    """The text of ``json.dumps(obj, indent=2, sort_keys=True)``; with ``pad``, every line but
+    the first starts with it (the text of a value nested that deep in a larger document)."""
+    if sys.version_info < (3, 13):  # 3.13's C encoder indents (python/cpython#118105)
+        try:
+            return _dumps(obj, pad)
+        except (_Unknown, RecursionError, TypeError):  # a cycle, unsortable keys: json.dumps
+            pass
+    text = json.dumps(obj, indent=2, sort_keys=True)
+    # A line break of the text is always the indentation's: strings hold an escaped one.
+    return text.replace("\n", "\n" + pad) if pad else text
 
 
-def _dumps(obj: Any) -> str:
+def _dumps(obj: Any, pad: str) -> str:
     out: list[str] = []
     add = out.append
     text = encode_basestring_ascii
 
     def walk(value: Any, pad: str) -> None:
-        # Strings, most of the leaves, are written inline: a call per leaf is most of the cost.
+        # A dict's strings, numbers, nulls and booleans (most of the leaves) are written
+        # inline: a call per leaf is most of the cost.
         kind = type(value)
         if kind is str:
             add(text(value))
@@ -53,8 +57,15 @@ def _dumps(obj: Any) -> str:
                 if type(key) is not str:
                     raise _Unknown
                 item = value[key]
-                if type(item) is str:
+                kind = type(item)
+                if kind is str:
                     add(between + text(key) + ": " + text(item))
+                elif item is None:
+                    add(between + text(key) + ": null")
+                elif kind is int:
+                    add(between + text(key) + ": " + int.__repr__(item))
+                elif kind is bool:
+                    add(between + text(key) + (": true" if item else ": false"))
                 else:
                     add(between + text(key) + ": ")
                     walk(item, inner)
@@ -83,5 +94,5 @@ def _dumps(obj: Any) -> str:
         else:
             raise _Unknown
 
-    walk(obj, "")
+    walk(obj, pad)
     return "".join(out)

@@ -198,6 +198,41 @@ def test_history_save_then_read_round_trips(tmp_path: Path, revisions: list[Revi
     assert not [p for p in store.root.iterdir() if p.name != "history.json"]  # no temp files
 
 
+_change = st.tuples(st.sampled_from(["replace", "append", "drop", "elsewhere"]),
+                    st.integers(min_value=0), _revision())
+
+
+@settings(FUZZ, max_examples=60)
+@given(first=_history(), changes=st.lists(_change, min_size=1, max_size=4))
+def test_a_store_reads_what_a_new_store_reads_after_its_own_writes_and_others(
+    tmp_path: Path, first: list[Revision], changes: list[tuple[str, int, Revision]]
+) -> None:
+    """The store answers a read of the bytes it last read or wrote without parsing them
+    again, and encodes each unchanged revision once: whatever it wrote, and whatever another
+    writer (another store, another process) put in the file meanwhile, it reads exactly what a
+    store that never saw the file reads, and the file holds exactly json.dumps' text."""
+    store = RevisionStore(tmp_path / "store")
+    store.save(first)
+    for change, index, revision in changes:
+        current = store.revisions()
+        if change == "replace" and current:
+            index %= len(current)
+            current[index] = replace(revision, number=current[index].number)
+            store.save(current)
+        elif change == "append":
+            store.save([*current, replace(revision, number=max([0, *(r.number for r in
+                                                                       current)]) + 1)])
+        elif change == "drop" and current:
+            del current[index % len(current)]
+            store.save(current)
+        elif change == "elsewhere":
+            RevisionStore(store.root).save([replace(r, message=r.message + "!")
+                                            for r in current])
+        fresh = RevisionStore(store.root).revisions()
+        assert store.revisions() == fresh
+        assert store.history_path.read_bytes() == _history_bytes(fresh)
+
+
 # -- hostile histories: paths and tags that lead out of the store -----------------------------
 
 #: What every file outside the store holds: a valid overlay whose checksum each hostile

@@ -1,4 +1,5 @@
-"""``jsontext.dumps`` writes the text of ``json.dumps(obj, indent=2, sort_keys=True)``:
+"""``jsontext.dumps`` writes the text of ``json.dumps(obj, indent=2, sort_keys=True)`` (padded
+after each line break with ``pad``, when given):
 for any JSON value, for the values json.dumps treats specially (tuples, non-string keys,
 NaN and infinities, non-ASCII text), and it fails where json.dumps fails, with its error."""
 
@@ -32,6 +33,8 @@ values = st.recursive(
 @given(values)
 def test_any_json_value_is_written_as_json_dumps_writes_it(obj: Any) -> None:
     assert dumps(obj) == reference(obj)
+    # As a value nested in a larger document: every line after the first padded.
+    assert dumps(obj, pad="    ") == reference(obj).replace("\n", "\n    ")
 
 
 @pytest.mark.parametrize("obj", [
@@ -42,6 +45,7 @@ def test_any_json_value_is_written_as_json_dumps_writes_it(obj: Any) -> None:
 ])
 def test_the_values_json_dumps_treats_specially(obj: Any) -> None:
     assert dumps(obj) == reference(obj)
+    assert dumps(obj, pad="  ") == reference(obj).replace("\n", "\n  ")
 
 
 def test_a_revision_history_of_the_stores_shape() -> None:

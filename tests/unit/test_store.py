@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,46 @@ def test_history_round_trips(tmp_path: Path) -> None:
     store.add(original, text)
     assert store.revisions() == [original]
     json.loads(store.history_path.read_text())
+
+
+def test_the_history_is_parsed_again_only_when_its_bytes_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RevisionStore(tmp_path / "p")
+    text = _render({"web": {"image": "sha256:" + "d" * 64}})
+    store.add(_revision(1, text), text)
+    parsed: list[str] = []
+    real_loads = json.loads
+
+    def counting_loads(document: str | bytes, **kwargs: object) -> object:
+        if isinstance(document, str) and document.startswith('{\n  "format"'):
+            parsed.append(document)
+        return real_loads(document, **kwargs)
+
+    monkeypatch.setattr("compose_rollback.revisions.json.loads", counting_loads)
+    store.promote(1, finished="t2")  # reads what it wrote, writes what it will read
+    store.add(_revision(2, text), text)
+    store.promote(2, finished="t3")
+    listed = store.revisions()
+    listed.append(_revision(9, text))  # each caller's own list
+    assert [(r.number, r.status) for r in store.revisions()] == [(1, "superseded"),
+                                                                 (2, "deployed")]
+    assert parsed == []
+    other = RevisionStore(store.root)  # another writer, e.g. another process
+    other.update(1, message="changed elsewhere")
+    assert store.get(1).message == "changed elsewhere"
+    assert len(parsed) == 2  # the other store's read, then this one's of the new bytes
+
+
+def test_a_revision_that_reads_back_differently_is_read_back(tmp_path: Path) -> None:
+    """A caller's revision whose JSON reads back as another value (a number given as text) is
+    not taken as what the file holds: the next read parses the file."""
+    store = RevisionStore(tmp_path / "p")
+    text = _render({"web": {"image": "sha256:" + "d" * 64}})
+    odd = replace(_revision(1, text), restores="3")  # type: ignore[arg-type]
+    store.add(odd, text)
+    assert store.get(1).restores == 3
+    assert store.revisions() == RevisionStore(store.root).revisions()
 
 
 def test_lock_names_its_holder_and_is_released_by_death(tmp_path: Path) -> None:
