@@ -100,6 +100,7 @@ def up(
     """Pin, record and deploy the project as its compose files describe it now (``reading``:
     its models, when the caller started reading them already)."""
     project = ctx.project
+    ctx.store.parse_ahead()  # the current revision, read again under the lock
     model, snapshot = read_models(ctx, reading)
     _mask_secrets(ctx, snapshot)
     settings = overrides.apply(project_settings(ctx, snapshot))
@@ -349,6 +350,8 @@ def _apply_and_gate(ctx: Context, revision: Revision, settings: Settings, *,
                     before: Future[dict[str, int]] | None = None,
                     leaving_failed: bool = False) -> RolloutOutcome:
     restarts = before.result() if before is not None else _restart_counts(ctx)
+    if not back:  # a deploy's revision is read again after its gates (its watch setting)
+        ctx.store.parse_ahead(revision)
     ctx.journal.write("apply", revision=revision.number)
     ctx.applied = True
     ctx.progress(f"applying revision {revision.number}")

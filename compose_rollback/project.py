@@ -355,6 +355,19 @@ def _yaml_name(text: str) -> str:
 MAX_EXPANDED_NODES = 1_000_000
 
 
+def may_alias(project: Project) -> bool:
+    """Whether a compose file may hold a YAML alias: an anchor (``&name``) is what an alias
+    refers to, so a file without the byte ``&`` (in any encoding compose reads) has none, and
+    cannot be an alias bomb. A file that cannot be read may (``check_files`` says why)."""
+    for path in project.files:
+        try:
+            if b"&" in path.read_bytes():
+                return True
+        except OSError:
+            return True
+    return False
+
+
 def check_files(project: Project) -> None:
     """Reject what would make compose itself blow up, before compose reads the files.
 

@@ -13,9 +13,11 @@ Layout, per compose project, in the project directory (``x-rollback.dir``, defau
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -220,6 +222,22 @@ class RevisionStore:
             except OverlayError as error:
                 raise CorruptRevision(str(path), str(error)) from error
         return text, copy.deepcopy(parsed)
+
+    def parse_ahead(self, revision: Revision | None = None) -> threading.Thread:
+        """Parse ``revision``'s overlay (default: the current revision's, and the history) in
+        a thread, while the caller waits on Docker: a pure-Python YAML parse, 0.02-0.1 s of
+        CPU. Every later read still reads and verifies the file, and uses this parse only for
+        the bytes it was made of; a problem found here is left for that read to report."""
+
+        def parse() -> None:
+            with contextlib.suppress(Exception):
+                wanted = self.current() if revision is None else revision
+                if wanted is not None:
+                    self._verified(wanted)
+
+        thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
+        thread.start()
+        return thread
 
     def overlay_path(self, number: int) -> Path:
         return self.root / revision_file(number)

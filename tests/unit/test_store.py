@@ -142,6 +142,31 @@ def test_an_overlay_read_again_is_parsed_once_and_still_verified(
         store.overlay_data(store.get(1))
 
 
+def test_an_overlay_parsed_ahead_is_still_read_and_verified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RevisionStore(tmp_path / "p")
+    text = _render({"web": {"image": "sha256:" + "d" * 64}})
+    store.add(_revision(1, text), text)
+    store.promote(1, finished="t2")
+    parsed: list[str] = []
+    real_parse = parse
+
+    def counting_parse(overlay: str) -> dict[str, object]:
+        parsed.append(overlay)
+        return real_parse(overlay)
+
+    monkeypatch.setattr("compose_rollback.overlay.parse", counting_parse)
+    store.parse_ahead().join()  # the current revision's, in a thread
+    assert parsed == [text]
+    assert store.overlay_data(store.get(1))["services"]["web"]["image"] == "sha256:" + "d" * 64
+    assert parsed == [text]  # not parsed again
+    (store.root / "revisions/0001.yaml").write_text(text + "# changed\n")
+    store.parse_ahead(store.get(1)).join()  # finds the file changed: leaves it to the read
+    with pytest.raises(CorruptRevision, match=r"0001\.yaml"):
+        store.overlay_data(store.get(1))
+
+
 def test_history_round_trips(tmp_path: Path) -> None:
     store = RevisionStore(tmp_path)
     text = _render({"web": {"image": "sha256:" + "d" * 64}})
