@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,15 +42,22 @@ class StatusReport:
 
 def status(ctx: Context) -> StatusReport:
     """Current revision, and per service what is pinned, what runs, and any drift."""
-    notice_interrupted(ctx)
-    current = ctx.store.current()
-    pins: Mapping[str, Pin] = current.pins if current else {}
     if ctx.orchestrator_name() == "swarm":
+        notice_interrupted(ctx)
+        current = ctx.store.current()
         from compose_rollback.swarm.adopt import stack_status
 
-        return StatusReport(ctx.project.name, current,
-                            [ServiceStatus(**found) for found in stack_status(ctx, pins)])
-    containers = [c for c in ctx.engine.containers(ctx.project.name) if not c.oneoff]
+        return StatusReport(ctx.project.name, current, [
+            ServiceStatus(**found) for found in stack_status(ctx, current.pins if current
+                                                             else {})])
+    # Docker answers (one ps, one inspect: most of the command's time) while the store is
+    # read; the store's errors come first, as before.
+    asked = _Asked(ctx.engine.containers, ctx.project.name)
+    notice_interrupted(ctx)
+    current = ctx.store.current()
+    found = asked.result()
+    pins: Mapping[str, Pin] = current.pins if current else {}
+    containers = [c for c in found if not c.oneoff]
     report = []
     for service in sorted(set(pins) | {c.service for c in containers}):
         pin = pins.get(service)
@@ -69,6 +77,32 @@ def status(ctx: Context) -> StatusReport:
         report.append(ServiceStatus(service, pin.image if pin else None,
                                     pin.image_id if pin else None, running, drift))
     return StatusReport(ctx.project.name, current, report)
+
+
+class _Asked:
+    """``call(*args)`` in a thread of its own; ``result()`` waits for it (or raises what it
+    raised). ``concurrent.futures`` would cost ``status`` more to import (~15 ms, with the
+    ``logging`` it imports) than asking Docker beside the store saves."""
+
+    def __init__(self, call: Callable[..., Any], *args: Any) -> None:
+        self._outcome: tuple[bool, Any] | None = None
+
+        def run() -> None:
+            try:
+                self._outcome = (True, call(*args))
+            except BaseException as error:  # handed to the caller of result()
+                self._outcome = (False, error)
+
+        self._thread = threading.Thread(target=run, name="asked", daemon=True)
+        self._thread.start()
+
+    def result(self) -> Any:
+        self._thread.join()
+        assert self._outcome is not None
+        done, value = self._outcome
+        if not done:
+            raise value
+        return value
 
 
 # -- diff -------------------------------------------------------------------------------------

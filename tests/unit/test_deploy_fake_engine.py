@@ -11,7 +11,7 @@ import pytest
 from compose_rollback import commands, deploy
 from compose_rollback.context import Context
 from compose_rollback.dockerdata import ImageInfo
-from compose_rollback.errors import BadInput, UnpinnableImages
+from compose_rollback.errors import BadInput, CorruptRevision, DockerFailed, UnpinnableImages
 from compose_rollback.project import Project
 from compose_rollback.revisions import RevisionStore
 
@@ -157,3 +157,30 @@ def test_prune_keeps_current_and_last_good(ctx: tuple[Context, FakeEngine]) -> N
     assert dropped == [1, 2]
     assert [r.number for r in context.store.revisions()] == [3, 4]
     assert not (context.store.root / "revisions/0001.yaml").exists()
+
+
+def test_status_reports_what_runs_against_the_current_revision(
+    ctx: tuple[Context, FakeEngine]
+) -> None:
+    context, engine = ctx
+    _up(context)
+    report = commands.status(context)
+    assert report.current is not None and report.current.number == 1
+    assert {s.service: s.drift for s in report.services} == {"web": [], "worker": []}
+
+
+def test_status_asks_docker_beside_the_store_and_reports_the_store_first(
+    ctx: tuple[Context, FakeEngine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context, engine = ctx
+    _up(context)
+
+    def down(project_name: str, **kw: Any) -> list[Any]:
+        raise DockerFailed(["docker", "ps"], "Cannot connect to the Docker daemon")
+
+    monkeypatch.setattr(engine, "containers", down)
+    with pytest.raises(DockerFailed, match="Cannot connect"):
+        commands.status(context)
+    context.store.history_path.write_text("{not json")
+    with pytest.raises(CorruptRevision, match=r"history\.json"):  # as before: the store first
+        commands.status(context)
