@@ -162,7 +162,7 @@ def test_prune_keeps_current_and_last_good(ctx: tuple[Context, FakeEngine]) -> N
 def test_status_reports_what_runs_against_the_current_revision(
     ctx: tuple[Context, FakeEngine]
 ) -> None:
-    context, engine = ctx
+    context, _ = ctx
     _up(context)
     report = commands.status(context)
     assert report.current is not None and report.current.number == 1
