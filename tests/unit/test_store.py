@@ -116,20 +116,25 @@ def test_store_records_promotes_and_detects_corruption(tmp_path: Path) -> None:
         store.revisions()
 
 
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every overlay text the store parses from now on."""
+    texts: list[str] = []
+
+    def counting_parse(overlay: str) -> dict[str, object]:
+        texts.append(overlay)
+        return parse(overlay)
+
+    monkeypatch.setattr("compose_rollback.overlay.parse", counting_parse)
+    return texts
+
+
 def test_an_overlay_read_again_is_parsed_once_and_still_verified(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, parsed: list[str]
 ) -> None:
     store = RevisionStore(tmp_path / "p")
     text = _render({"web": {"image": "sha256:" + "d" * 64, "environment": {"A": "1"}}})
     store.add(_revision(1, text), text)
-    parsed: list[str] = []
-    real_parse = parse
-
-    def counting_parse(overlay: str) -> dict[str, object]:
-        parsed.append(overlay)
-        return real_parse(overlay)
-
-    monkeypatch.setattr("compose_rollback.overlay.parse", counting_parse)
     first = store.overlay_data(store.get(1))
     first["services"]["web"]["environment"]["A"] = "changed by a caller"
     second = store.overlay_data(store.get(1))
@@ -143,20 +148,12 @@ def test_an_overlay_read_again_is_parsed_once_and_still_verified(
 
 
 def test_an_overlay_parsed_ahead_is_still_read_and_verified(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, parsed: list[str]
 ) -> None:
     store = RevisionStore(tmp_path / "p")
     text = _render({"web": {"image": "sha256:" + "d" * 64}})
     store.add(_revision(1, text), text)
     store.promote(1, finished="t2")
-    parsed: list[str] = []
-    real_parse = parse
-
-    def counting_parse(overlay: str) -> dict[str, object]:
-        parsed.append(overlay)
-        return real_parse(overlay)
-
-    monkeypatch.setattr("compose_rollback.overlay.parse", counting_parse)
     store.parse_ahead().join()  # the current revision's, in a thread
     assert parsed == [text]
     assert store.overlay_data(store.get(1))["services"]["web"]["image"] == "sha256:" + "d" * 64
