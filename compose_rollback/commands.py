@@ -12,9 +12,9 @@ from compose_rollback import __version__
 from compose_rollback.context import Context, author, notice_interrupted
 from compose_rollback.dockerdata import ImageInfo, check_compose
 from compose_rollback.errors import BadInput, NothingRunning, RollbackError, UnsafeStoreEntry
+from compose_rollback.filecheck import check_files
 from compose_rollback.lock import now_iso
 from compose_rollback.pinning import Pin, is_retention_tag, keep_alive, pin_one
-from compose_rollback.project import check_files
 from compose_rollback.revisions import Revision, checksum, revision_file, shown
 
 

@@ -9,7 +9,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from compose_rollback.project import Project, check_files, may_alias
+from compose_rollback.filecheck import check_files, may_alias
+from compose_rollback.project import Project
 from compose_rollback.snapshot import ConfigEngine, derive, non_interpolated
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from compose_rollback.errors import BadInput
-from compose_rollback.project import Project, may_alias
+from compose_rollback.filecheck import may_alias
+from compose_rollback.project import Project
 from compose_rollback.reading import Reading
 
 MODEL = {"services": {"app": {"image": "app:1"}}}
