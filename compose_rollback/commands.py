@@ -14,7 +14,8 @@ from compose_rollback.dockerdata import ImageInfo, check_compose
 from compose_rollback.errors import BadInput, NothingRunning, RollbackError, UnsafeStoreEntry
 from compose_rollback.filecheck import check_files
 from compose_rollback.lock import now_iso
-from compose_rollback.pinning import Pin, is_retention_tag, keep_alive, pin_one
+from compose_rollback.pinning import is_retention_tag, keep_alive, pin_one
+from compose_rollback.pins import Pin
 from compose_rollback.revisions import Revision, checksum, revision_file, shown
 
 

@@ -28,7 +28,8 @@ from compose_rollback.interpolate import as_written, environment, settings_model
 from compose_rollback.lock import now_iso
 from compose_rollback.overlay import Header, pinned_service, render
 from compose_rollback.overlay import top_level as kept_top_level
-from compose_rollback.pinning import Pin, keep_alive, pin_images, providers
+from compose_rollback.pinning import keep_alive, pin_images, providers
+from compose_rollback.pins import Pin
 from compose_rollback.reading import Reading
 from compose_rollback.redact import redactor_for
 from compose_rollback.revisions import Revision, checksum

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +144,8 @@ def commit_store(*, directory: Path, store: Path, revisions: Sequence[Revision],
     """Commit the store's own files (history, current overlay, ``.gitignore``, the revision
     files) and nothing else; the new commit's id, or None when there was nothing new."""
     repo = Repository.of(directory=directory, store=store)
+    import tempfile  # (not for `history`, which only reads git)
+
     with tempfile.TemporaryDirectory(prefix="compose-rollback-git-") as tmp:
         index = Path(tmp) / "index"
         has_head = _run(repo.top, "rev-parse", "--verify", "--quiet", "HEAD^{commit}",

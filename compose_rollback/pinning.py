@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from compose_rollback.dockerdata import ImageInfo, repository
 from compose_rollback.errors import DockerFailed, UnpinnableImages
+from compose_rollback.pins import Pin
 from compose_rollback.project import Project
 
 RETENTION_PREFIX = "rollback-"
@@ -27,28 +27,6 @@ _HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0
         r"[A-Za-z0-9])?)*(?::[0-9]+)?/)?"
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"{_HOST}{_COMPONENT}(?:/{_COMPONENT})*")
-
-
-@dataclass(frozen=True)
-class Pin:
-    """One service's pinned image."""
-
-    service: str
-    ref: str  # the reference the compose file names, interpolated
-    image: str  # what the overlay says: repo:tag@sha256:… or sha256:<id>
-    image_id: str
-    local: bool  # True: pinned by image id (never pulled)
-    retention: str  # the retention tag
-
-    def to_json(self) -> dict[str, Any]:
-        return {"ref": self.ref, "image": self.image, "id": self.image_id,
-                "local": self.local, "retention": self.retention}
-
-    @classmethod
-    def from_json(cls, service: str, data: Mapping[str, Any]) -> Pin:
-        return cls(service=service, ref=str(data["ref"]), image=str(data["image"]),
-                   image_id=str(data["id"]), local=bool(data["local"]),
-                   retention=str(data["retention"]))
 
 
 class ImageEngine(Protocol):

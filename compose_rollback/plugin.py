@@ -1,8 +1,9 @@
 """Docker CLI plugin entry: the metadata answer, the plugin's environment, then the CLI.
 
-The argv is split in ``argv`` (docker and compose global flags) and run by ``cli.main``, which
-alone turns what happened into an exit code. This module imports the CLI only when a command
-runs: the docker CLI asks every plugin for its metadata on each invocation.
+The argv is split in ``argv`` (docker and compose global flags); the command runs in
+``quick`` (no option parser needed) or ``cli``, and ``runner`` alone turns what happened
+into an exit code. This module imports the CLI only when a command runs: the docker CLI asks
+every plugin for its metadata on each invocation.
 """
 
 from __future__ import annotations
@@ -51,9 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     socket_name = os.environ.pop("DOCKER_CLI_PLUGIN_SOCKET", None)
     as_plugin = os.environ.pop("DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND", None) is not None
     _cancel_on_signals(socket_name)
-    from compose_rollback.cli import main as run_cli
+    from compose_rollback import quick
+    from compose_rollback.runner import execute, invocation_of
 
-    return run_cli(words, as_plugin=as_plugin)
+    invocation = invocation_of(words, as_plugin=as_plugin)
+    if isinstance(invocation, int):
+        return invocation
+    known = quick.answer(invocation.args)  # answered without the option parser: typer's ~50 ms
+    if known is not None:
+        return execute(invocation, known)
+    from compose_rollback.cli import run
+
+    return run(invocation)
 
 
 def _cancel_on_signals(socket_name: str | None) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import threading
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from typing import Any
 
 from compose_rollback import jsontext
 from compose_rollback.errors import CorruptRevision, UnknownRevision, UnsafeStoreEntry
-from compose_rollback.pinning import Pin
+from compose_rollback.pins import Pin
 from compose_rollback.storefiles import LINK, is_link, read_in, read_nofollow, unlink_in
 from compose_rollback.storefiles import atomic_write as atomic_write
 
@@ -36,6 +35,8 @@ GITIGNORE = "# machine-local state of compose-rollback\nlock\njournal.jsonl\n*.t
 
 def checksum(text: str) -> str:
     """The sha256 history.json records for an overlay's text."""
+    import hashlib  # (~4 ms of start-up that `history` does not need)
+
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -25,7 +25,7 @@ from compose_rollback.settings import Settings
 
 if TYPE_CHECKING:
     from compose_rollback.context import Context
-    from compose_rollback.pinning import Pin
+    from compose_rollback.pins import Pin
     from compose_rollback.revisions import Revision
 
 STRATEGIES = {"stop-first": stop_first.run, "start-first": start_first.run,

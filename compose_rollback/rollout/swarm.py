@@ -22,7 +22,7 @@ from compose_rollback.engine import Engine, EventStream
 from compose_rollback.errors import LocalOnlyImages, NotASwarm, StackRejected
 from compose_rollback.gates.container import GateFailure, judge, wait_healthy
 from compose_rollback.overlay import parse
-from compose_rollback.pinning import Pin
+from compose_rollback.pins import Pin
 from compose_rollback.rollout.base import COMPLETED, FAILED, Outcome
 from compose_rollback.rollout.config import RolloutConfig
 from compose_rollback.rollout.labels import REVISION_LABEL

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from compose_rollback.errors import MissingImage, NothingRunning
-from compose_rollback.pinning import Pin, pin_one
+from compose_rollback.pinning import pin_one
+from compose_rollback.pins import Pin
 
 if TYPE_CHECKING:
     from compose_rollback.context import Context

@@ -28,7 +28,7 @@ from compose_rollback.completion import (
     compose_services,
     revision_candidates,
 )
-from compose_rollback.pinning import Pin
+from compose_rollback.pins import Pin
 from compose_rollback.project import Project
 from compose_rollback.revisions import Revision, RevisionStore, checksum
 

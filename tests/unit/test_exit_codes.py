@@ -48,7 +48,7 @@ def test_every_error_class_lives_in_errors_and_is_mapped_by_the_cli() -> None:
         assert "exit_code" not in vars(cls), f"{cls.__name__} decides its own exit code"
         if cls is RollbackError:
             continue
-        nearest = next(c for c in cls.__mro__ if c in cli._ERROR_CODES)
+        nearest = next(c for c in cls.__mro__ if c in cli.ERROR_CODES)
         assert nearest is not RollbackError, f"{cls.__name__} has no exit code of its own"
 
 

@@ -31,7 +31,7 @@ from compose_rollback.context import Context
 from compose_rollback.errors import BadInput, CorruptRevision
 from compose_rollback.lock import Journal
 from compose_rollback.overlay import OverlayError, parse
-from compose_rollback.pinning import Pin
+from compose_rollback.pins import Pin
 from compose_rollback.project import Project
 from compose_rollback.revisions import STATUSES, Revision, RevisionStore, checksum
 

@@ -22,7 +22,7 @@ from compose_rollback.gitstore import (
 )
 from compose_rollback.overlay import Header
 from compose_rollback.overlay import render as render_overlay
-from compose_rollback.pinning import Pin
+from compose_rollback.pins import Pin
 from compose_rollback.revisions import Revision, RevisionStore, checksum
 from compose_rollback.settings import load_settings
 

@@ -31,7 +31,7 @@ from compose_rollback.commands import (
 )
 from compose_rollback.deploy import Change, DeployResult
 from compose_rollback.gates.container import GateFailure
-from compose_rollback.pinning import Pin
+from compose_rollback.pins import Pin
 from compose_rollback.revisions import Revision
 from compose_rollback.rollout.config import UpdateConfig
 from compose_rollback.rollout.plan import Step

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from compose_rollback.errors import CorruptRevision, Locked, UnknownRevision
 from compose_rollback.lock import Journal, project_lock
 from compose_rollback.overlay import Header, OverlayError, parse, pinned_service, render
-from compose_rollback.pinning import Pin
+from compose_rollback.pins import Pin
 from compose_rollback.revisions import Revision, RevisionStore, checksum
 
 HEADER = Header(revision=1, created="2026-01-01T00:00:00Z", message="m", user="u", host="h",
