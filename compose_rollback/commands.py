@@ -14,7 +14,6 @@ from compose_rollback.dockerdata import ImageInfo, check_compose
 from compose_rollback.errors import BadInput, NothingRunning, RollbackError, UnsafeStoreEntry
 from compose_rollback.filecheck import check_files
 from compose_rollback.lock import now_iso
-from compose_rollback.pinning import is_retention_tag, keep_alive, pin_one
 from compose_rollback.pins import Pin
 from compose_rollback.revisions import Revision, checksum, revision_file, shown
 
@@ -212,6 +211,8 @@ def _running_pins(ctx: Context, model: Mapping[str, Any]) -> dict[str, Pin]:
     if not services:
         raise NothingRunning(project.name)
     infos = ctx.engine.inspect_images([running[s].image_id for s in services])
+    from compose_rollback.pinning import pin_one  # (not for `status`: its regexes, its types)
+
     return {s: pin_one(s, str(model["services"][s].get("image") or f"{project.name}-{s}"),
                        infos[running[s].image_id], project=project.name) for s in services}
 
@@ -220,6 +221,8 @@ def _finish_pin(ctx: Context, *, number: int, pins: Mapping[str, Pin],
                 inspected: Sequence[ImageInfo]) -> None:
     """Retention tags, then promote; a failure marks the revision failed (interrupted for
     Ctrl-C) while the store can still be written, and leaves the journal open otherwise."""
+    from compose_rollback.pinning import keep_alive
+
     try:
         keep_alive(ctx.engine, pins, inspected=inspected)
         ctx.journal.write("promote", revision=number)
@@ -269,6 +272,8 @@ def prune(ctx: Context, *, keep: int | None) -> list[int]:
 def _check_ours(ctx: Context, doomed: Sequence[Revision]) -> None:
     """The history is committed and shared: a retention tag it names is removed only if it is
     one this project makes, never ``alpine:latest`` or another project's tag."""
+    from compose_rollback.pinning import is_retention_tag
+
     for revision in doomed:
         for pin in sorted(revision.pins.values(), key=lambda p: p.service):
             if not is_retention_tag(pin.retention, project=ctx.project.name):

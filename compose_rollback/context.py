@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import getpass
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -296,6 +295,8 @@ class Author:
 
 def author(project: Project) -> Author:
     """Who and where: user, host, and the git commit of the compose files when there is one."""
+    import getpass  # (only for what writes a revision)
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

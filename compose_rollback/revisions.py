@@ -24,7 +24,7 @@ from typing import Any
 
 from compose_rollback import jsontext
 from compose_rollback.errors import CorruptRevision, UnknownRevision, UnsafeStoreEntry
-from compose_rollback.pins import Pin
+from compose_rollback.pins import Pin, frozen
 from compose_rollback.storefiles import LINK, is_link, read_in, read_nofollow, unlink_in
 from compose_rollback.storefiles import atomic_write as atomic_write
 
@@ -76,17 +76,18 @@ class Revision:
         status = str(data["status"])
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        return cls(
-            number=int(data["number"]), status=status, kind=str(data["kind"]),
-            created=str(data["created"]), finished=str(data.get("finished", "")),
-            message=str(data.get("message", "")), user=str(data.get("user", "")),
-            host=str(data.get("host", "")), git=str(data.get("git", "")),
-            file=str(data["file"]), sha256=str(data["sha256"]),
-            restores=_opt_int(data.get("restores")), reason=str(data.get("reason", "")),
-            restored_to=_opt_int(data.get("restored_to")),
-            services=tuple(str(s) for s in data.get("services", ())),
-            pins={name: Pin.from_json(name, p) for name, p in dict(data["pins"]).items()},
-        )
+        get = data.get
+        return frozen(cls, {
+            "number": int(data["number"]), "status": status, "kind": str(data["kind"]),
+            "created": str(data["created"]), "file": str(data["file"]),
+            "sha256": str(data["sha256"]),
+            "pins": {name: Pin.from_json(name, p) for name, p in dict(data["pins"]).items()},
+            "message": str(get("message", "")), "user": str(get("user", "")),
+            "host": str(get("host", "")), "git": str(get("git", "")),
+            "restores": _opt_int(get("restores")), "reason": str(get("reason", "")),
+            "finished": str(get("finished", "")), "restored_to": _opt_int(get("restored_to")),
+            "services": tuple(str(s) for s in get("services", ())),
+        })
 
 
 def _opt_int(value: object) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -171,6 +172,29 @@ def test_history_round_trips(tmp_path: Path) -> None:
     store.add(original, text)
     assert store.revisions() == [original]
     json.loads(store.history_path.read_text())
+
+
+def test_a_revision_read_is_the_one_its_constructor_makes() -> None:
+    """``from_json`` fills the frozen dataclasses directly: every field, nothing more, the
+    defaults of the fields an old history leaves out, and still frozen."""
+    pin = Pin("web", "app:v1", "app@sha256:" + "a" * 64, "sha256:" + "b" * 64, local=False,
+              retention="app:rollback-shop-bbbbbbbbbbbb")
+    full = replace(_revision(3, "x"), pins={"web": pin}, message="m", user="u", host="h",
+                   git="0123456789ab", restores=1, reason="r", finished="f", restored_to=2,
+                   services=("web",))
+    for made in (full, _revision(1, "y")):
+        read = Revision.from_json(json.loads(json.dumps(made.to_json())))
+        assert read == made and vars(read) == vars(made)
+        assert vars(read.pins["web"]) == vars(made.pins["web"])
+    oldest = {k: v for k, v in full.to_json().items()
+              if k in ("number", "status", "kind", "created", "file", "sha256", "pins")}
+    assert Revision.from_json(oldest) == Revision(
+        number=3, status=full.status, kind="up", created=full.created, file=full.file,
+        sha256=full.sha256, pins={"web": pin})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.status = "failed"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        read.pins["web"].image = "x"  # type: ignore[misc]
 
 
 def test_the_history_is_parsed_again_only_when_its_bytes_changed(
