@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ from compose_rollback.errors import RollbackError, UnknownGitRevision
 from compose_rollback.revisions import Revision, RevisionStore, revision_file
 
 if TYPE_CHECKING:
+    import subprocess
+
     from compose_rollback.project import Project
 
 TIMEOUT = 120.0  # hooks may run a linter; a prompt can never come (GIT_TERMINAL_PROMPT=0)
@@ -49,6 +50,8 @@ class GitProblem(Exception):
 
 def _run(cwd: Path, *args: str, index: Path | None = None,
          timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    import subprocess  # (not for `history` outside git, which runs no git)
+
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
     if index is not None:
         env["GIT_INDEX_FILE"] = str(index)

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import sys
-import threading
 from collections.abc import Sequence
 
 from compose_rollback import __version__
@@ -92,5 +91,7 @@ def _cancel_on_signals(socket_name: str | None) -> None:
         except OSError:
             pass
         os.kill(os.getpid(), signal.SIGINT)
+
+    import threading
 
     threading.Thread(target=watch, daemon=True, name="plugin socket").start()

@@ -16,17 +16,19 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from compose_rollback import jsontext
 from compose_rollback.errors import CorruptRevision, UnknownRevision, UnsafeStoreEntry
 from compose_rollback.pins import Pin, frozen
 from compose_rollback.storefiles import LINK, is_link, read_in, read_nofollow, unlink_in
 from compose_rollback.storefiles import atomic_write as atomic_write
+
+if TYPE_CHECKING:
+    import threading
 
 FORMAT = 1
 STATUSES = ("pending", "deployed", "superseded", "failed", "interrupted")
@@ -236,6 +238,8 @@ class RevisionStore:
                 wanted = self.current() if revision is None else revision
                 if wanted is not None:
                     self._verified(wanted)
+
+        import threading  # (`up` has it already; `history` need not import it)
 
         thread = threading.Thread(target=parse, name="parse-ahead", daemon=True)
         thread.start()

@@ -314,7 +314,9 @@ def test_history_outside_git_starts_no_git_process(tmp_path: Path,
     project.mkdir(parents=True)
     monkeypatch.delenv("GIT_DIR", raising=False)
     calls: list[object] = []
-    monkeypatch.setattr(gitstore.subprocess, "run",
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "run",
                         lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(OSError()))
     assert not gitstore.might_be_in_git(project)
     assert gitstore.recorded_in(directory=project, store=project / ".rollback" / "p") == {}
