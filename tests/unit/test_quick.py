@@ -35,11 +35,14 @@ def _typer_page(prog: str, width: int) -> str:
     return str(command.get_help(ctx))
 
 
-@pytest.mark.parametrize("prog", PROGS)
-def test_the_help_page_is_typers_at_every_width(prog: str) -> None:
-    """Every width ``formatter_width`` can give: 50 to ``MAX_WIDTH`` - 2."""
+def test_the_help_page_is_typers_at_every_width() -> None:
+    """Every width ``formatter_width`` can give (50 to ``MAX_WIDTH`` - 2), and the three
+    program names at the narrowest, the usual and the widest."""
     for width in range(50, helptext.MAX_WIDTH - 1):
-        assert helptext.render(prog, width) == _typer_page(prog, width), f"width {width}"
+        assert helptext.render(PROGS[0], width) == _typer_page(PROGS[0], width), width
+    for prog in PROGS[1:]:
+        for width in (50, 51, 78, helptext.MAX_WIDTH - 2):
+            assert helptext.render(prog, width) == _typer_page(prog, width), (prog, width)
 
 
 def test_the_help_page_cuts_long_command_help_with_an_ellipsis() -> None:
