@@ -32,6 +32,7 @@ app = typer.Typer(
 # Typer vendors click in recent releases and depends on it in older ones: find its base error.
 _CLICK_ERROR: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+# The option parser's own errors join the one table (the quick path never meets them).
 ERROR_CODES.update({_CLICK_ERROR: ExitCode.BAD_INPUT, typer.Abort: ExitCode.INTERRUPTED})
 
 
@@ -52,6 +53,7 @@ def command(name: str) -> Callable[[Callable[..., None]], Any]:
         return app.command(name, help=helptext.COMMANDS[name])(run)
 
     return register
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable result.")]
 MessageOpt = Annotated[str, typer.Option("--message", "-m", metavar="TEXT",

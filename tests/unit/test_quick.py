@@ -70,8 +70,8 @@ def test_each_command_gets_the_help_text_of_the_table() -> None:
 
 
 # -- the same answer by either path -----------------------------------------------------------
-def _both(args: list[str], capsys: pytest.CaptureFixture[str],
-          prog: str = "compose-rollback") -> tuple[tuple[int, str, str], tuple[int, str, str]]:
+def _both(args: list[str], prog: str = "compose-rollback"
+          ) -> tuple[tuple[int, str, str], tuple[int, str, str]]:
     """(quick's answer, typer's answer): exit code, stdout, stderr."""
     known = quick.answer(args)
     assert known is not None, args
@@ -112,21 +112,20 @@ def _store(root: Path, count: int) -> None:
 
 @pytest.mark.parametrize("args", [["--help"], ["-h"], ["--debug", "--help"]])
 @pytest.mark.parametrize("prog", PROGS)
-def test_help_by_either_path(args: list[str], prog: str, capsys: pytest.CaptureFixture[str],
+def test_help_by_either_path(args: list[str], prog: str,
                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "90")
-    fast, typer = _both(args, capsys, prog)
+    fast, typer = _both(args, prog)
     assert fast == typer
     assert fast[1].startswith(f"Usage: {prog} [OPTIONS] COMMAND [ARGS]...\n")
 
 
 @pytest.mark.parametrize("args", [["history"], ["history", "--json"], ["--debug", "history"]])
 @pytest.mark.parametrize("count", [0, 3])
-def test_history_by_either_path(args: list[str], count: int, project: Path,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_by_either_path(args: list[str], count: int, project: Path) -> None:
     if count:
         _store(project, count)
-    fast, typer = _both(args, capsys)
+    fast, typer = _both(args)
     assert fast == typer
     code, out, err = fast
     assert (code, err) == (0, "")
@@ -139,11 +138,10 @@ def test_history_by_either_path(args: list[str], count: int, project: Path,
 
 
 @pytest.mark.parametrize("debug", [[], ["--debug"]])
-def test_a_corrupt_history_by_either_path(debug: list[str], project: Path,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_corrupt_history_by_either_path(debug: list[str], project: Path) -> None:
     _store(project, 2)
     (project / "history.json").write_text('{"format": 1, "revisions": [{"number": "x"}]}')
-    fast, typer = _both([*debug, "history"], capsys)
+    fast, typer = _both([*debug, "history"])
     code, out, err = fast
     if debug:  # the tracebacks' frames differ; what follows them does not
         assert "Traceback (most recent call last)" in err and "Traceback" in typer[2]
@@ -154,24 +152,24 @@ def test_a_corrupt_history_by_either_path(debug: list[str], project: Path,
     assert "history.json" in err
 
 
-def test_a_bug_by_either_path(project: Path, capsys: pytest.CaptureFixture[str],
+def test_a_bug_by_either_path(project: Path,
                               monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*_: Any, **__: Any) -> Any:
         raise ValueError("boom in history")
 
     monkeypatch.setattr("compose_rollback.context.history", broken)
-    fast, typer = _both(["history"], capsys)
+    fast, typer = _both(["history"])
     assert fast == typer
     assert fast[0] == 70 and "unexpected error: ValueError: boom in history" in fast[2]
 
 
-def test_an_interrupt_by_either_path(project: Path, capsys: pytest.CaptureFixture[str],
+def test_an_interrupt_by_either_path(project: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(*_: Any, **__: Any) -> Any:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("compose_rollback.context.history", interrupted)
-    fast, typer = _both(["history", "--json"], capsys)
+    fast, typer = _both(["history", "--json"])
     assert fast == typer == (130, "", "compose-rollback: interrupted\n")
 
 
@@ -195,9 +193,8 @@ def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
 
 
 @pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["--debug", "status"]])
-def test_status_by_either_path(args: list[str], deployed: FakeEngine,
-                               capsys: pytest.CaptureFixture[str]) -> None:
-    fast, typer = _both(args, capsys)
+def test_status_by_either_path(args: list[str], deployed: FakeEngine) -> None:
+    fast, typer = _both(args)
     assert fast == typer
     code, out, err = fast
     assert (code, err) == (0, "")
@@ -208,13 +205,12 @@ def test_status_by_either_path(args: list[str], deployed: FakeEngine,
 
 
 def test_status_with_docker_down_by_either_path(deployed: FakeEngine,
-                                                capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     def down(project_name: str, **kw: Any) -> list[Any]:
         raise DockerFailed(["docker", "ps"], "Cannot connect to the Docker daemon")
 
     monkeypatch.setattr(deployed, "containers", down)
-    fast, typer = _both(["status"], capsys)
+    fast, typer = _both(["status"])
     assert fast == typer
     assert fast[0] == 3 and "Cannot connect to the Docker daemon" in fast[2]
 
