@@ -168,7 +168,7 @@ def _walk(prefix: str, old: Any, new: Any) -> list[tuple[str, Any, Any]]:
 def pin(ctx: Context, *, message: str) -> Revision:
     """Record what runs now as a revision, without deploying (adopt a running project)."""
     engine, project = ctx.engine, ctx.project
-    from compose_rollback.deploy import project_settings, read_models, render_revision
+    from compose_rollback.building import project_settings, read_models, render_revision
     from compose_rollback.overlay import pinned_service
 
     model, snapshot = read_models(ctx)
@@ -246,7 +246,7 @@ def prune(ctx: Context, *, keep: int | None) -> list[int]:
     with ctx.locked("prune"):
         if keep is None:
             check_files(ctx.project)
-            from compose_rollback.deploy import project_settings
+            from compose_rollback.building import project_settings
 
             keep = project_settings(ctx, ctx.engine.config(ctx.project, interpolate=False)).keep
         if keep < 1:

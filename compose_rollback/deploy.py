@@ -12,46 +12,40 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from compose_rollback.context import Author, Context, author, commit_wanted
-from compose_rollback.dockerdata import ImageInfo
+# (re-exported: the types of what up and revert take and give)
+from compose_rollback.building import Change as Change
+from compose_rollback.building import Overrides as Overrides
+from compose_rollback.building import (
+    check_images_present,
+    compose_revision,
+    mask_secrets,
+    plan_changes,
+    project_settings,
+    read_models,
+    record,
+    render_revision,
+    revision_settings,
+)
+from compose_rollback.context import Context, author, commit_wanted
 from compose_rollback.errors import (
     BadInput,
     HookFailed,
-    MissingImage,
     NoEarlierRevision,
     RollbackError,
     UnknownService,
 )
 from compose_rollback.gates.container import GateFailure
 from compose_rollback.hooks import hook_env, notify, payload, run_hook
-from compose_rollback.interpolate import as_written, environment, settings_model
+from compose_rollback.interpolate import as_written
 from compose_rollback.lock import now_iso
-from compose_rollback.overlay import Header, pinned_service, render
-from compose_rollback.overlay import top_level as kept_top_level
-from compose_rollback.pinning import keep_alive, pin_images, providers
-from compose_rollback.pins import Pin
 from compose_rollback.reading import Reading
-from compose_rollback.redact import redactor_for
-from compose_rollback.revisions import Revision, checksum
+from compose_rollback.revisions import Revision
 from compose_rollback.rollout.base import Interrupted
 from compose_rollback.rollout.base import Outcome as RolloutOutcome
-from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
-from compose_rollback.rollout.labels import REVISION_VARIABLE, labelled, without_label
 from compose_rollback.rollout.orchestrator import orchestrator_for
 from compose_rollback.rollout.report import StepReport
 from compose_rollback.selection import deployed_services
-from compose_rollback.settings import Settings, load_settings
-
-
-@dataclass(frozen=True)
-class Change:
-    """How one service differs between the current revision and the new one."""
-
-    service: str
-    before: str | None  # pinned image before (None: new service)
-    after: str | None  # pinned image after (None: service removed)
-    config_changed: bool
-
+from compose_rollback.settings import Settings
 
 #: What a deploy ended in; the CLI alone decides which exit code each one is.
 #: ``failed``: left in place (``--no-rollback``); ``unrestored``: failed and nothing good could
@@ -82,17 +76,6 @@ class DeployResult:
     watch: str = ""
 
 
-@dataclass(frozen=True)
-class Overrides:
-    """CLI flags that win over file settings."""
-
-    timeout: float | None = None
-    min_healthy: float | None = None
-
-    def apply(self, settings: Settings) -> Settings:
-        return settings.with_overrides(timeout=self.timeout, min_healthy=self.min_healthy)
-
-
 def up(
     ctx: Context, *, services: Sequence[str], build: bool, pull: str | None, message: str,
     overrides: Overrides, rollback: bool, dry_run: bool, commit: bool | None = None,
@@ -103,7 +86,7 @@ def up(
     project = ctx.project
     ctx.store.parse_ahead()  # the current revision, read again under the lock
     model, snapshot = read_models(ctx, reading)
-    _mask_secrets(ctx, snapshot)
+    mask_secrets(ctx, snapshot)
     settings = overrides.apply(project_settings(ctx, snapshot))
     everything = sorted(model.get("services") or {})
     unknown = sorted(set(services) - set(everything))
@@ -126,9 +109,9 @@ def up(
         if code != 0:
             raise HookFailed("pre_up", as_written(settings.hooks.pre_up or ""), code)
         if current is not None:
-            _mask_secrets(ctx, ctx.store.overlay_data(current))
+            mask_secrets(ctx, ctx.store.overlay_data(current))
         settings = overrides.apply(project_settings(ctx, snapshot, revision=number))
-        definitions, pins, changes, inspected, _ = _compose_revision(
+        definitions, pins, changes, inspected, _ = compose_revision(
             ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
             current=current, number=number,
         )
@@ -137,7 +120,7 @@ def up(
                                definitions=definitions, top_level=snapshot, who=who)
         orchestrator_for(ctx).check(pins=pins, text=text)  # Swarm refuses local images
         ctx.journal.begin("up", revision=number)
-        revision = _record(ctx, who, number=number, kind="up", text=text, pins=pins,
+        revision = record(ctx, who, number=number, kind="up", text=text, pins=pins,
                            message=message, restores=None,
                            gated=[s for s in deployed_services(model, services) if s in pins],
                            inspected=inspected)
@@ -165,21 +148,21 @@ def revert(ctx: Context, *, to: str | None, message: str, overrides: Overrides,
                 raise NoEarlierRevision(current.number if current else None)
             target = earlier[-1]
         data = ctx.store.overlay_data(target)
-        _mask_secrets(ctx, data, *([ctx.store.overlay_data(current)] if current else []))
+        mask_secrets(ctx, data, *([ctx.store.overlay_data(current)] if current else []))
         number = ctx.store.next_number(revisions)
-        settings = _revision_settings(ctx, target, overrides, revision_number=number)
-        inspected = _check_images_present(ctx, target.pins)
+        settings = revision_settings(ctx, target, overrides, revision_number=number)
+        inspected = check_images_present(ctx, target.pins)
         message = message or f"revert to revision {target.number}"
         who = author(ctx.project)
         text = render_revision(ctx, number=number, message=message, restores=target.number,
                                definitions=data["services"], top_level=data, who=who)
         orchestrator_for(ctx).check(pins=target.pins, text=text)
         ctx.journal.begin("revert", revision=number, restores=target.number)
-        revision = _record(ctx, who, number=number, kind="revert", text=text,
+        revision = record(ctx, who, number=number, kind="revert", text=text,
                            pins=target.pins, message=message, restores=target.number,
                            gated=sorted(s for s in data["services"] if s in target.pins),
                            inspected=inspected)
-        plan = _changes(current.pins if current else {}, target.pins,
+        plan = plan_changes(current.pins if current else {}, target.pins,
                         ctx.store.overlay_data(current)["services"] if current else {},
                         data["services"])
         return _transaction(ctx, revision=revision, previous=current, settings=settings,
@@ -198,62 +181,13 @@ def _revision_number(ctx: Context, to: str, revisions: Sequence[Revision]) -> st
                            known={r.number: r for r in revisions}))
 
 
-# -- building a revision ----------------------------------------------------------------------
-def _compose_revision(
-    ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
-    services: Sequence[str], build: bool, pull: str | None, current: Revision | None,
-    dry_run: bool = False, number: int = 0,
-) -> tuple[dict[str, Any], dict[str, Pin], list[Change], list[ImageInfo], dict[str, str]]:
-    """Definitions and pins: the services deployed (named ones and their dependencies) anew,
-    the others kept from the current revision; the images inspected for them; and, for a dry
-    run (which builds and pulls nothing), the images it would build or pull first."""
-    previous = ctx.store.overlay_data(current)["services"] if current else {}
-    old_pins = current.pins if current else {}
-    fresh = deployed_services(model, services)
-    keep = [s for s in sorted(model["services"])
-            if s not in fresh and s in previous and s in old_pins]
-    left_out = sorted(set(model["services"]) - set(fresh) - set(keep))
-    if left_out:  # as `compose up web` would not start them
-        ctx.progress(f"not deployed (new, neither named nor a dependency): "
-                     f"{', '.join(left_out)}; `up {' '.join(left_out)}` deploys them")
-    unpinned = providers(model, fresh, ctx.progress)
-    fresh = [s for s in fresh if s not in unpinned]
-    pins, images, actions = pin_images(ctx.engine, ctx.project, model=model, services=fresh,
-                                       build=build, pull=pull, dry_run=dry_run)
-    definitions: dict[str, Any] = {
-        s: labelled(pinned_service(snapshot["services"][s], image=pins[s].image,
-                                   local=pins[s].local), previous=previous.get(s), number=number)
-        for s in fresh
-    }
-    definitions.update({s: pinned_service(snapshot["services"][s], image=None, local=False)
-                        for s in unpinned})
-    for s in keep:
-        definitions[s], pins[s] = previous[s], old_pins[s]
-    changes = _changes(old_pins, pins, previous, definitions)
-    return definitions, pins, changes, images, actions
-
-
-def _changes(before: Mapping[str, Pin], after: Mapping[str, Pin],
-             old_defs: Mapping[str, Any], new_defs: Mapping[str, Any]) -> list[Change]:
-    changes = []
-    for service in sorted(set(before) | set(after)):
-        b, a = before.get(service), after.get(service)
-        changes.append(Change(service, b.image if b else None, a.image if a else None,
-                              _config(old_defs.get(service)) != _config(new_defs.get(service))))
-    return changes
-
-
-def _config(definition: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in without_label(definition).items() if k != "image"}
-
-
 def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str, Any],
                services: Sequence[str], build: bool, pull: str | None,
                message: str) -> DeployResult:
     revisions = ctx.store.revisions()
     current = ctx.store.current(revisions)
     number = ctx.store.next_number(revisions)
-    definitions, pins, changes, _, actions = _compose_revision(
+    definitions, pins, changes, _, actions = compose_revision(
         ctx, model=model, snapshot=snapshot, services=services, build=build, pull=pull,
         current=current, dry_run=True, number=number)
     text = render_revision(ctx, number=number, message=message, restores=None,
@@ -261,83 +195,6 @@ def _plan_only(ctx: Context, *, model: Mapping[str, Any], snapshot: Mapping[str,
     orchestrator_for(ctx).check(pins=pins, text=text)  # what up would refuse, it says now
     return DeployResult("dry_run", f"dry run: revision {number} not recorded",
                         revision=number, plan=changes, overlay=text, actions=actions)
-
-
-def render_revision(ctx: Context, *, number: int, message: str, restores: int | None,
-                    definitions: Mapping[str, Any], top_level: Mapping[str, Any],
-                    who: Author | None = None) -> str:
-    who = who or author(ctx.project)
-    header = Header(revision=number, created=who.created, message=message, user=who.user,
-                    host=who.host, git=who.git, restores=restores)
-    path = ctx.project.relative(ctx.store.overlay_path(number))
-    files = " ".join(f"-f {ctx.project.relative(f)}" for f in ctx.project.files)
-    hint = f"docker compose {files} -f {path} up -d"
-    return render(project=ctx.project.name, header=header, services=definitions,
-                  top_level=kept_top_level(top_level), apply_hint=hint)
-
-
-def _record(ctx: Context, who: Author, *, number: int, kind: str, text: str,
-            pins: Mapping[str, Pin], message: str, restores: int | None,
-            gated: Sequence[str], inspected: Sequence[ImageInfo] = ()) -> Revision:
-    revision = Revision(
-        number=number, status="pending", kind=kind, created=who.created,
-        file=f"revisions/{number:04d}.yaml", sha256=checksum(text), pins=dict(pins),
-        message=" ".join(message.split()), user=who.user, host=who.host, git=who.git,
-        restores=restores, services=tuple(gated),
-    )
-    ctx.store.add(revision, text)
-    ctx.journal.write("recorded", revision=number)
-    keep_alive(ctx.engine, pins, inspected=inspected)
-    return revision
-
-
-def _check_images_present(ctx: Context, pins: Mapping[str, Pin]) -> list[ImageInfo]:
-    """A revert must not depend on a registry: every pinned image must be here already."""
-    found = ctx.engine.inspect_images([p.image_id for p in pins.values()])
-    for pin in sorted(pins.values(), key=lambda p: p.service):
-        if pin.image_id not in found:
-            fix = (f"rebuild it (docker compose build {pin.service}) — note a rebuild makes a "
-                   "new image id" if pin.local else f"docker pull {pin.image}")
-            raise MissingImage(f"{pin.image} (service {pin.service})", fix=fix)
-    return list(found.values())
-
-
-def _mask_secrets(ctx: Context, *models: Mapping[str, Any]) -> None:
-    """Mask the values of the variables these (non-interpolated) models refer to in all the
-    operation stores or sends: history, results, hooks, webhooks, progress."""
-    ctx.secrets.add(redactor_for(models, environment(ctx.project)).values)
-
-
-def read_models(ctx: Context, reading: Reading | None = None
-                ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The interpolated model (images; in memory only) and the snapshot (what revisions keep),
-    from ``reading`` when the CLI started it already, else read now (``reading.Reading``)."""
-    return (reading or Reading(ctx.engine, ctx.project)).result()
-
-
-def project_settings(ctx: Context, model: Mapping[str, Any], *,
-                     revision: int | None = None) -> Settings:
-    """Settings of a non-interpolated model, interpolated in memory from the environment,
-    with the rollout's own (``deploy.update_config`` & co) checked before anything runs.
-
-    With ``revision``, ``${COMPOSE_ROLLBACK_REVISION}`` in the settings is that number: the
-    value of the revision label on the containers this deploy creates, so a gate's PromQL
-    can select the new release (``{revision="${COMPOSE_ROLLBACK_REVISION}"}``)."""
-    env = environment(ctx.project)
-    if revision is not None:
-        env = {**env, REVISION_VARIABLE: str(revision)}
-    rollout = load_rollout(model, env)
-    settings = load_settings(settings_model(model, env))
-    check_overlap(rollout, sorted(rollout.services),
-                  canaries=[n for n, s in settings.services.items() if s.canary])
-    return with_monitor(replace(settings, rollout=rollout), model)
-
-
-def _revision_settings(ctx: Context, revision: Revision, overrides: Overrides, *,
-                       revision_number: int | None = None) -> Settings:
-    """A revision's own gate settings, interpolated now (its file keeps ``${VAR}`` as is)."""
-    return overrides.apply(project_settings(ctx, ctx.store.overlay_data(revision),
-                                            revision=revision_number))
 
 
 # -- the transaction --------------------------------------------------------------------------
@@ -489,7 +346,7 @@ def _restore(ctx: Context, *, failed: Revision, status: str, failure: GateFailur
         # errors (and need a Prometheus that may be what failed), and an alert the failed
         # revision raised stays active for a while after it is gone: a restore is judged by
         # its containers and probes only.
-        settings = (_revision_settings(ctx, previous, overrides).without_gates("prometheus")
+        settings = (revision_settings(ctx, previous, overrides).without_gates("prometheus")
                     .without_gates("alertmanager"))
         if not touched:  # the old release kept running: check it, no soak to sit through
             settings = settings.with_overrides(min_healthy=0.0)
@@ -535,7 +392,7 @@ def restore_after_watch(ctx: Context, *, failed: Revision, previous: Revision | 
     back to ``previous`` the way a failed gate goes back, hooks and webhook included; the
     store committed to git as after a deploy (``commit``: the flag, else ``x-rollback.git``)."""
     n = failed.number
-    settings = _revision_settings(ctx, failed, overrides)
+    settings = revision_settings(ctx, failed, overrides)
     ctx.journal.begin("watch", revision=n, restores=previous.number if previous else None)
     # Failed first, then the previous one current again: never two deployed at once.
     ctx.store.update(n, status="failed", reason=failure.summary(), finished=now_iso())
@@ -562,5 +419,5 @@ def restore_after_watch(ctx: Context, *, failed: Revision, previous: Revision | 
 
 def watch_settings(ctx: Context, revision: Revision, overrides: Overrides) -> Settings:
     """The gates of a deployed revision, its variables' values masked in what it reports."""
-    _mask_secrets(ctx, ctx.store.overlay_data(revision))
-    return _revision_settings(ctx, revision, overrides)
+    mask_secrets(ctx, ctx.store.overlay_data(revision))
+    return revision_settings(ctx, revision, overrides)

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from compose_rollback.building import read_models, render_revision
 from compose_rollback.context import Author, Context
-from compose_rollback.deploy import read_models, render_revision
 from compose_rollback.engine import Engine
 from compose_rollback.errors import BadInput
 from compose_rollback.overlay import pinned_service
