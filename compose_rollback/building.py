@@ -21,7 +21,7 @@ from compose_rollback.pinning import keep_alive, pin_images, providers
 from compose_rollback.pins import Pin
 from compose_rollback.reading import Reading
 from compose_rollback.redact import redactor_for
-from compose_rollback.revisions import Revision, checksum
+from compose_rollback.revisions import Revision, checksum, revision_file
 from compose_rollback.rollout.config import check_overlap, load_rollout, with_monitor
 from compose_rollback.rollout.labels import REVISION_VARIABLE, labelled, without_label
 from compose_rollback.selection import deployed_services
@@ -115,7 +115,7 @@ def record(ctx: Context, who: Author, *, number: int, kind: str, text: str,
             gated: Sequence[str], inspected: Sequence[ImageInfo] = ()) -> Revision:
     revision = Revision(
         number=number, status="pending", kind=kind, created=who.created,
-        file=f"revisions/{number:04d}.yaml", sha256=checksum(text), pins=dict(pins),
+        file=revision_file(number), sha256=checksum(text), pins=dict(pins),
         message=" ".join(message.split()), user=who.user, host=who.host, git=who.git,
         restores=restores, services=tuple(gated),
     )

@@ -54,12 +54,13 @@ def formatter_width() -> int:
 
 def render(prog: str, width: int) -> str:
     """The ``--help`` page of ``prog`` for a formatter ``width`` wide, without the last
-    newline (as click's ``get_help``)."""
+    newline (as click's ``get_help``). Every option and command name here fits its column
+    (click's limit is 30), so a name is never put on a line of its own."""
     prefix = f"Usage: {prog} "
     usage = "[OPTIONS] COMMAND [ARGS]..."
     if width >= len(prefix) + 20:
         out = [_wrap(usage, width, prefix, " " * len(prefix)), "\n"]
-    else:  # the arguments go on a line of their own
+    else:  # the arguments go on a line of their own (a long program name, a narrow page)
         out = [prefix, "\n", _wrap(usage, width, " " * 11, " " * 11), "\n"]
     out += ["\n", _wrap(APP, width, "  ", "  "), "\n"]
     out += ["\n", "Options:\n", *_definitions(_OPTIONS, width)]
@@ -78,16 +79,11 @@ def _wrap(text: str, width: int, first: str, rest: str) -> str:
 
 def _definitions(rows: tuple[tuple[str, str], ...], width: int) -> list[str]:
     """click's definition list, two columns indented by 2 (``HelpFormatter.write_dl``)."""
-    first_col = min(max(len(first) for first, _ in rows), 30) + 2
+    first_col = max(len(first) for first, _ in rows) + 2
     out = []
     for first, second in rows:
-        out.append(f"  {first}")
-        if len(first) <= first_col - 2:
-            out.append(" " * (first_col - len(first)))
-        else:
-            out.append("\n" + " " * (first_col + 2))
-        lines = _wrap(second, max(width - first_col - 2, 10), "", "").splitlines()
-        out.append(f"{lines[0]}\n")
+        lines = _wrap(second, width - first_col - 2, "", "").splitlines()
+        out.append(f"  {first:<{first_col}}{lines[0]}\n")
         out += [f"{'':>{first_col + 2}}{line}\n" for line in lines[1:]]
     return out
 
