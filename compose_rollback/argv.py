@@ -47,6 +47,8 @@ class Invocation:
 
 @dataclass(frozen=True)
 class _Flags:
+    """The global flags of one program: those that take a value, and the booleans."""
+
     values: dict[str, str]
     bools: dict[str, str]
 

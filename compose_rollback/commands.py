@@ -21,6 +21,8 @@ from compose_rollback.revisions import Revision, checksum, revision_file, shown
 # -- status -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServiceStatus:
+    """One service in ``status``: its pin, its running containers and how they drift from it."""
+
     service: str
     pinned: str | None
     pinned_id: str | None
@@ -31,6 +33,8 @@ class ServiceStatus:
 
 @dataclass(frozen=True)
 class StatusReport:
+    """What ``status`` reports: the current revision and every service's state."""
+
     project: str
     current: Revision | None
     services: list[ServiceStatus]
@@ -108,6 +112,8 @@ class _Asked:
 # -- diff -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ServiceDiff:
+    """One service in ``diff``: its image before and after, and each setting that changed."""
+
     service: str
     image_before: str | None
     image_after: str | None
@@ -116,6 +122,8 @@ class ServiceDiff:
 
 @dataclass(frozen=True)
 class DiffReport:
+    """What ``diff`` reports: revisions A and B and the services that differ."""
+
     a: int
     b: int
     services: list[ServiceDiff]
@@ -289,6 +297,8 @@ def _check_ours(ctx: Context, doomed: Sequence[Revision]) -> None:
 # -- version ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Versions:
+    """Our version and the Compose and engine versions found."""
+
     ours: str
     compose: str
     engine: str

@@ -37,12 +37,16 @@ _MAX_INCLUDED_FILES = 64
 
 @dataclass(frozen=True)
 class Candidate:
+    """One completion: the word, and what the shell may show beside it."""
+
     value: str
     description: str = ""
 
 
 @dataclass(frozen=True)
 class Answer:
+    """The completions of one word, and cobra's directive for the shell."""
+
     candidates: list[Candidate]
     directive: int = NO_FILE_COMP
 

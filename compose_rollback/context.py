@@ -35,6 +35,8 @@ SUPERSEDES = ("up", "revert", "pin")
 
 @dataclass
 class Context:
+    """What every command works with: the project, its store, the progress output, the engine."""
+
     project: Project
     store: RevisionStore
     progress: Progress
@@ -287,6 +289,8 @@ def _top_setting(files: tuple[Path, ...], key: str) -> object:
 
 @dataclass(frozen=True)
 class Author:
+    """Who made a revision, where, and the git commit of the compose files then."""
+
     user: str
     host: str
     git: str

@@ -15,6 +15,8 @@ from compose_rollback.errors import Unreachable
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """An image as the engine knows it: its id, tags and registry digests."""
+
     id: str
     repo_tags: tuple[str, ...]
     repo_digests: tuple[str, ...]

@@ -40,6 +40,8 @@ def now_iso() -> str:
 
 @dataclass(frozen=True)
 class Holder:
+    """Who holds the project's lock: process, host, command, and since when."""
+
     pid: int
     host: str
     command: str

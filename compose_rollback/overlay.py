@@ -30,6 +30,8 @@ _DROPPED_SERVICE_KEYS = ("build", "profiles", "pull_policy", "image")
 
 @dataclass(frozen=True)
 class Header:
+    """The comment block at the top of a revision file: number, author, message."""
+
     revision: int
     created: str
     message: str

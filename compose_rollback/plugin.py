@@ -14,8 +14,17 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from compose_rollback import __version__
-from compose_rollback.argv import (
+from compose_rollback.deferred import defer
+
+# ``dataclasses`` imports ``inspect`` for one call, made only for a class without a docstring
+# (ours all have one), and it costs ~7 ms of the ~70 a read-only command takes (``ast``, ``dis``,
+# ``tokenize``...): it loads on first use. ``main`` loads it before handing a command to typer,
+# which uses it at once, so that no thread ``up`` starts meets it half-loaded.
+defer("inspect")
+
+# These three after the deferral above: argv imports dataclasses.
+from compose_rollback import __version__  # noqa: E402
+from compose_rollback.argv import (  # noqa: E402
     COMPOSE_BOOL_FLAGS,
     COMPOSE_VALUE_FLAGS,
     DOCKER_BOOL_FLAGS,
@@ -23,7 +32,7 @@ from compose_rollback.argv import (
     Invocation,
     split_argv,
 )
-from compose_rollback.errors import UsageError
+from compose_rollback.errors import UsageError  # noqa: E402
 
 __all__ = ["COMPOSE_BOOL_FLAGS", "COMPOSE_VALUE_FLAGS", "DOCKER_BOOL_FLAGS",
            "DOCKER_VALUE_FLAGS", "METADATA", "Invocation", "UsageError", "main", "split_argv"]
@@ -60,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     known = quick.answer(invocation.args)  # answered without the option parser: typer's ~50 ms
     if known is not None:
         return execute(invocation, known)
+    import inspect
+
+    inspect.signature  # noqa: B018  (loads it now, in this thread: see defer above)
     from compose_rollback.cli import run
 
     return run(invocation)

@@ -89,6 +89,8 @@ def judge(container: ContainerState, *, restarts_before: int,
 
 @dataclass
 class _ServiceWatch:
+    """One service's progress through the container gate and its probes."""
+
     settings: ServiceSettings
     probes: list[ProbeRunner] = field(default_factory=list)
     containers_good: bool = False

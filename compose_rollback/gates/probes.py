@@ -21,6 +21,8 @@ from compose_rollback.urlopen import urlopen
 
 @dataclass(frozen=True)
 class Outcome:
+    """The answer of one probe: passed or not, why, or no answer yet."""
+
     ok: bool
     detail: str
     pending: bool = False  # no answer yet (e.g. no data scraped yet): neither pass nor fail

@@ -43,6 +43,8 @@ class Interrupted(KeyboardInterrupt):
 
 @dataclass(frozen=True)
 class StepRun:
+    """One step of a rollout as a strategy runs it, with what it needs and reports back."""
+
     ctx: Context
     step: Step
     revision: int

@@ -64,6 +64,8 @@ class ServiceRollout:
 
 @dataclass(frozen=True)
 class RolloutConfig:
+    """The rollout settings of each service (``x-rollback.rollout``)."""
+
     services: Mapping[str, ServiceRollout] = field(default_factory=dict)
 
     def of(self, service: str) -> ServiceRollout:

@@ -39,6 +39,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
+    """The steps of a rollout, in the order they run."""
+
     steps: tuple[Step, ...]
 
     def describe(self) -> list[str]:

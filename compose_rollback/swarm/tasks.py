@@ -28,6 +28,8 @@ _BAD_UPDATE = ("paused", "rollback_started", "rollback_paused", "rollback_comple
 
 @dataclass(frozen=True)
 class Service:
+    """A Swarm service of the stack, as ``docker service inspect`` describes it."""
+
     name: str  # the compose service (the Swarm service is <stack>_<name>)
     image: str
     labels: Mapping[str, str]
@@ -38,6 +40,8 @@ class Service:
 
 @dataclass(frozen=True)
 class Task:
+    """A Swarm task of the stack, as ``docker service ps`` lists it."""
+
     id: str
     service: str  # the compose service
     name: str  # web.2, as `docker service ps` names it

@@ -250,3 +250,32 @@ def test_the_plugin_answers_help_without_importing_typer(tmp_path: Path) -> None
                           env={"PATH": "/usr/bin:/bin",
                                "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert done.stderr.strip() == "[0, 0] []", done.stderr
+
+
+def test_the_quick_answers_leave_inspect_unloaded_and_typer_gets_it_loaded(
+        tmp_path: Path) -> None:
+    """In a fresh interpreter: ``inspect`` (deferred by ``plugin``, ~7 ms) stays unloaded
+    through ``--help`` and ``history``; an argument list for typer loads it first, in the
+    main thread, before any thread of the command can meet it half-loaded."""
+    import subprocess
+    import sys
+
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    code = ("import sys\nfrom compose_rollback import plugin\n"
+            "loaded = lambda: '__getattr__' not in vars(sys.modules['inspect'])\n"
+            "codes = [plugin.main(['--help']), plugin.main(['-p', 'shop', 'history']),\n"
+            "         plugin.main(['-p', 'shop', 'history', '--json'])]\n"
+            "quick = [loaded(), 'ast' in sys.modules]\n"
+            "seen = []\n"
+            "def hook(event, args):\n"
+            "    if event == 'import' and args[0] == 'compose_rollback.cli':\n"
+            "        seen.append(loaded())\n"
+            "sys.addaudithook(hook)\n"
+            "codes.append(plugin.main(['-p', 'shop', 'history', '--jsn']))\n"
+            "print(codes, quick, seen, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, check=False,
+                          env={"PATH": "/usr/bin:/bin",
+                               "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.stderr.strip().splitlines()[-1] == "[0, 0, 0, 2] [False, False] [True]", \
+        done.stderr
