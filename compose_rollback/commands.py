@@ -10,7 +10,7 @@ from typing import Any
 
 from compose_rollback import __version__
 from compose_rollback.context import Context, author, notice_interrupted
-from compose_rollback.dockerdata import ImageInfo, check_compose
+from compose_rollback.dockerdata import ContainerState, ImageInfo, Listed, check_compose
 from compose_rollback.errors import BadInput, NothingRunning, RollbackError, UnsafeStoreEntry
 from compose_rollback.filecheck import check_files
 from compose_rollback.lock import now_iso
@@ -54,14 +54,13 @@ def status(ctx: Context) -> StatusReport:
         return StatusReport(ctx.project.name, current, [
             ServiceStatus(**found) for found in stack_status(ctx, current.pins if current
                                                              else {})])
-    # Docker answers (one ps, one inspect: most of the command's time) while the store is
-    # read; the store's errors come first, as before.
-    asked = _Asked(ctx.engine.containers, ctx.project.name)
+    # Docker answers (most of the command's time) while the store is read; the store's errors
+    # come first, as before.
+    asked = _Asked(ctx.engine.listing, ctx.project.name)
     notice_interrupted(ctx)
     current = ctx.store.current()
-    found = asked.result()
     pins: Mapping[str, Pin] = current.pins if current else {}
-    containers = [c for c in found if not c.oneoff]
+    containers = _running_what(ctx, asked.result(), pins)
     report = []
     for service in sorted(set(pins) | {c.service for c in containers}):
         pin = pins.get(service)
@@ -81,6 +80,21 @@ def status(ctx: Context) -> StatusReport:
         report.append(ServiceStatus(service, pin.image if pin else None,
                                     pin.image_id if pin else None, running, drift))
     return StatusReport(ctx.project.name, current, report)
+
+
+def _running_what(ctx: Context, listing: Sequence[Listed],
+                  pins: Mapping[str, Pin]) -> list[Listed | ContainerState]:
+    """The project's containers (not one-off runs), in ``docker ps``'s order. A line that
+    says it all and shows the pinned image is taken as it is: a container that runs its pin
+    costs one ``docker ps``, no ``inspect``. Every other one (stopped, drifted, made outside
+    Compose) is inspected, so that what ``status`` reports as wrong is the engine's word."""
+    mine = [c for c in listing if not c.oneoff]
+    unsure = {c.id for c in mine if not c.conclusive or c.service not in pins
+              or c.image_id != pins[c.service].image_id}
+    inspected = ({c.id: c for c in ctx.engine.inspect_containers(sorted(unsure))} if unsure
+                 else {})
+    return [inspected[c.id] if c.id in unsure else c for c in mine
+            if c.id not in unsure or c.id in inspected]
 
 
 class _Asked:

@@ -6,6 +6,7 @@ import without loading python-on-whales.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,54 @@ class ContainerState:
     health_output: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     failure: str = ""  # an orchestrator's own verdict (a Swarm task that ended): fails the gate
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A container as one line of ``docker ps --format LISTING`` shows it: what ``status``
+    needs, read without an ``inspect`` call when the line says it all (``conclusive``)."""
+
+    id: str
+    name: str
+    service: str
+    oneoff: bool
+    status: str  # created, running, restarting, exited, dead, paused
+    health: str | None
+    #: Compose's ``com.docker.compose.image`` label: the id of the image Compose created the
+    #: container from (it compares the label to tell an outdated container); "" when absent.
+    image_id: str
+    #: Running, one name, the image label an image id, and a health ``docker ps`` spells out:
+    #: the fields above are what ``inspect`` would say. Otherwise (an exited container keeps
+    #: its last health, which ``ps`` does not show) only ``inspect`` can tell.
+    conclusive: bool
+
+
+#: ``docker ps --format``: one JSON object per container (the daemon's ``Status`` text holds
+#: the health of a running container: ``Up 5 minutes (healthy)``, ``(health: starting)``).
+LISTING = ('{"id":{{json .ID}},"names":{{json .Names}},"state":{{json .State}},'
+           '"status":{{json .Status}},"service":{{json (.Label "com.docker.compose.service")}},'
+           '"oneoff":{{json (.Label "com.docker.compose.oneoff")}},'
+           '"image":{{json (.Label "com.docker.compose.image")}}}')
+_HEALTH_SHOWN = {"(healthy)": "healthy", "(unhealthy)": "unhealthy",
+                 "(health: starting)": "starting"}
+
+
+def listed(line: str) -> Listed:
+    """One line of ``docker ps --format LISTING`` (``ValueError`` when it is not one)."""
+    d = json.loads(line)
+    if not isinstance(d, dict):
+        raise ValueError(f"not a listing line: {line[:80]!r}")
+    names, state, shown = str(d["names"]), str(d["state"]), str(d["status"])
+    image = str(d["image"])
+    health: str | None = None
+    readable = shown.startswith("Up ")
+    if readable and shown.endswith(")"):
+        health = _HEALTH_SHOWN.get(shown[shown.rfind(" (") + 1:])
+        readable = health is not None
+    return Listed(id=str(d["id"]), name=names, service=str(d["service"]),
+                  oneoff=d["oneoff"] == "True", status=state, health=health, image_id=image,
+                  conclusive=(state == "running" and readable and "," not in names
+                              and image.startswith("sha256:") and len(image) == 71))
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,14 @@ from typing import TYPE_CHECKING, Any
 from compose_rollback import whales
 from compose_rollback.dockercmd import compose_env, compose_prefix, docker_prefix
 from compose_rollback.dockerdata import (
+    LISTING,
     ContainerState,
     Event,
     ImageInfo,
+    Listed,
     check_compose,
     container_state,
+    listed,
     match_refs,
 )
 from compose_rollback.errors import BadInputFromCompose, DockerFailed, RollbackError, Unreachable
@@ -303,6 +306,22 @@ class Engine:
         if ps.returncode != 0:
             raise self._translate(_exception(ps))
         return self._inspect_containers(ps.stdout.split(), limit=limit)
+
+    def listing(self, project_name: str) -> list[Listed]:
+        """Every container of the project as one ``docker ps`` shows it (``Listed``)."""
+        ps = self._quick(["ps", "--all", "--no-trunc", "--filter",
+                          f"label=com.docker.compose.project={project_name}",
+                          "--format", LISTING])
+        if ps.returncode != 0:
+            raise self._translate(_exception(ps))
+        try:
+            return [listed(line) for line in ps.stdout.splitlines() if line.strip()]
+        except (ValueError, KeyError) as error:
+            raise DockerFailed(["docker", "ps"], f"unreadable listing: {error}") from error
+
+    def inspect_containers(self, ids: Sequence[str]) -> list[ContainerState]:
+        """The containers ``ids`` (one ``inspect`` call); one removed meanwhile is left out."""
+        return self._inspect_containers(list(ids), limit=ENGINE_CALL_LIMIT)
 
     def _inspect_containers(self, ids: list[str], *, limit: float) -> list[ContainerState]:
         if not ids:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compose_rollback.dockerdata import ContainerState, Event, ImageInfo
+from compose_rollback.dockerdata import ContainerState, Event, ImageInfo, Listed
 from compose_rollback.overlay import parse
 from compose_rollback.project import Project
 from compose_rollback.rollout.labels import CONFIG_HASH
@@ -59,6 +59,8 @@ class FakeEngine:
         self.calls: list[tuple[Any, ...]] = []  # up / kill / stop, in order
         self.tags: dict[str, str] = {}
         self.boxes: dict[str, Box] = {}
+        self.inspected: list[tuple[str, ...]] = []  # ids of each inspect_containers call
+        self._listed_as = ""  # the project name of the last listing (containers' names)
         self._running: dict[str, str] = {}
         self._ids = itertools.count(1)
 
@@ -179,6 +181,19 @@ class FakeEngine:
                 health=health, restart_count=0, image_id=box.image_id, oom_killed=False,
                 oneoff=False, labels=dict(box.labels)))
         return states
+
+    def listing(self, project_name: str) -> list[Listed]:
+        """What ``docker ps`` shows of ``containers``: a running container's line says it all
+        (its image label is its image id), a stopped one's does not (no health)."""
+        self._listed_as = project_name
+        return [Listed(id=c.id, name=c.name, service=c.service, oneoff=c.oneoff,
+                       status=c.status, health=c.health if c.status == "running" else None,
+                       image_id=c.image_id, conclusive=c.status == "running")
+                for c in self.containers(project_name)]
+
+    def inspect_containers(self, ids: Sequence[str]) -> list[ContainerState]:
+        self.inspected.append(tuple(ids))
+        return [c for c in self.containers(self._listed_as) if c.id in ids]
 
     def logs(self, container_id: str, *, tail: int = 20) -> str:
         return "last words"

@@ -169,6 +169,34 @@ def test_status_reports_what_runs_against_the_current_revision(
     assert {s.service: s.drift for s in report.services} == {"web": [], "worker": []}
 
 
+def test_status_inspects_only_the_containers_a_listing_cannot_answer_for(
+    ctx: tuple[Context, FakeEngine]
+) -> None:
+    """A running container of its pinned image is taken from ``docker ps``; a stopped one,
+    one of another image, one of no pinned service is inspected (one call for them all)."""
+    context, engine = ctx
+    _up(context)
+    report = commands.status(context)
+    assert engine.inspected == [] and not report.drifted
+    worker = max(engine.boxes.values(), key=lambda b: b.service)
+    engine.behaviour["worker"] = "crash"
+    report = commands.status(context)
+    assert engine.inspected == [(worker.id,)]
+    assert {s.service: s.drift for s in report.services} == {
+        "web": [], "worker": ["shop-worker-1 is exited"]}
+    assert report.services[1].running[0]["state"] == "exited"
+    engine.inspected.clear()
+    engine.behaviour.clear()
+    engine.running = {"web": BAD.id, "cron": LOCAL.id}  # by hand: another image, a stranger
+    report = commands.status(context)
+    assert [sorted(ids) for ids in engine.inspected] == [
+        sorted(b.id for b in engine.boxes.values())]
+    assert {s.service: s.drift for s in report.services} == {
+        "cron": ["runs but is not in the current revision"],
+        "web": [f"shop-web-1 runs image {BAD.id[:19]}, not the pinned one"],
+        "worker": ["pinned but has no container"]}
+
+
 def test_status_asks_docker_beside_the_store_and_reports_the_store_first(
     ctx: tuple[Context, FakeEngine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -178,7 +206,7 @@ def test_status_asks_docker_beside_the_store_and_reports_the_store_first(
     def down(project_name: str, **kw: Any) -> list[Any]:
         raise DockerFailed(["docker", "ps"], "Cannot connect to the Docker daemon")
 
-    monkeypatch.setattr(engine, "containers", down)
+    monkeypatch.setattr(engine, "listing", down)
     with pytest.raises(DockerFailed, match="Cannot connect"):
         commands.status(context)
     context.store.history_path.write_text("{not json")
