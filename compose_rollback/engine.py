@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from compose_rollback.dockerdata import (
     match_refs,
 )
 from compose_rollback.errors import BadInputFromCompose, DockerFailed, RollbackError, Unreachable
+from compose_rollback.eventstream import EventStream
 from compose_rollback.project import Project
 
 if TYPE_CHECKING:
@@ -483,44 +483,3 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired, KeyboardInterrupt):
             proc.wait(timeout=5)
             return
-
-
-class EventStream:
-    """``docker events`` in a background thread; ``close()`` stops it."""
-
-    def __init__(self, args: list[str], on_event: Callable[[Event], None]) -> None:
-        self._proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      text=True, bufsize=1)
-        self._thread = threading.Thread(target=self._pump, args=(on_event,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, on_event: Callable[[Event], None]) -> None:
-        assert self._proc.stdout is not None
-        for line in self._proc.stdout:
-            try:
-                raw = json.loads(line)
-            except ValueError:
-                continue
-            attrs = (raw.get("Actor") or {}).get("Attributes") or {}
-            code = str(attrs.get("exitCode", ""))
-            on_event(Event(action=str(raw.get("Action") or raw.get("status") or ""),
-                           container_id=str(raw.get("id") or ""),
-                           service=str(attrs.get("com.docker.compose.service", "")),
-                           time_nano=int(raw.get("timeNano") or 0),
-                           name=str(attrs.get("name", "")),
-                           exit_code=int(code) if code.isdigit() else None,
-                           oneoff=attrs.get("com.docker.compose.oneoff") == "True",
-                           attributes={str(k): str(v) for k, v in attrs.items()}))
-
-    def close(self) -> None:
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-
-    def __enter__(self) -> EventStream:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from compose_rollback.dockerdata import ContainerState, Event
-from compose_rollback.engine import ENGINE_CALL_LIMIT, EventStream
+from compose_rollback.engine import ENGINE_CALL_LIMIT
+from compose_rollback.eventstream import EventStream
 from compose_rollback.gates.alertmanager import probe_alertmanager
 from compose_rollback.gates.probes import (
     Outcome,

@@ -18,8 +18,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from compose_rollback.dockerdata import ContainerState, Event
-from compose_rollback.engine import Engine, EventStream
+from compose_rollback.engine import Engine
 from compose_rollback.errors import LocalOnlyImages, NotASwarm, StackRejected
+from compose_rollback.eventstream import EventStream
 from compose_rollback.gates.container import GateFailure, judge, wait_healthy
 from compose_rollback.overlay import parse
 from compose_rollback.pins import Pin
