@@ -60,7 +60,7 @@ def status(ctx: Context) -> StatusReport:
     notice_interrupted(ctx)
     current = ctx.store.current()
     pins: Mapping[str, Pin] = current.pins if current else {}
-    containers = _running_what(ctx, asked.result(), pins)
+    containers = _project_containers(ctx, asked.result(), pins)
     report = []
     for service in sorted(set(pins) | {c.service for c in containers}):
         pin = pins.get(service)
@@ -82,7 +82,7 @@ def status(ctx: Context) -> StatusReport:
     return StatusReport(ctx.project.name, current, report)
 
 
-def _running_what(ctx: Context, listing: Sequence[Listed],
+def _project_containers(ctx: Context, listing: Sequence[Listed],
                   pins: Mapping[str, Pin]) -> list[Listed | ContainerState]:
     """The project's containers (not one-off runs), in ``docker ps``'s order. A line that
     says it all and shows the pinned image is taken as it is: a container that runs its pin
