@@ -68,6 +68,7 @@ LISTING = ('{"id":{{json .ID}},"names":{{json .Names}},"state":{{json .State}},'
            '"status":{{json .Status}},"service":{{json (.Label "com.docker.compose.service")}},'
            '"oneoff":{{json (.Label "com.docker.compose.oneoff")}},'
            '"image":{{json (.Label "com.docker.compose.image")}}}')
+_ID_LENGTH = len("sha256:") + 64  # an image id, in full
 _HEALTH_SHOWN = {"(healthy)": "healthy", "(unhealthy)": "unhealthy",
                  "(health: starting)": "starting"}
 
@@ -87,7 +88,7 @@ def listed(line: str) -> Listed:
     return Listed(id=str(d["id"]), name=names, service=str(d["service"]),
                   oneoff=d["oneoff"] == "True", status=state, health=health, image_id=image,
                   conclusive=(state == "running" and readable and "," not in names
-                              and image.startswith("sha256:") and len(image) == 71))
+                              and image.startswith("sha256:") and len(image) == _ID_LENGTH))
 
 
 @dataclass(frozen=True)

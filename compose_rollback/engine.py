@@ -301,16 +301,15 @@ class Engine:
             found = self._inspect_containers(list(known), limit=limit)
             if len(found) == len(set(known)):
                 return found
-        ps = self._quick(["ps", "--all", "--quiet", "--no-trunc", "--filter",
-                          f"label=com.docker.compose.project={project_name}"], limit=limit)
+        ps = self._quick(["ps", "--all", "--quiet", "--no-trunc", *_of_project(project_name)],
+                         limit=limit)
         if ps.returncode != 0:
             raise self._translate(_exception(ps))
         return self._inspect_containers(ps.stdout.split(), limit=limit)
 
     def listing(self, project_name: str) -> list[Listed]:
         """Every container of the project as one ``docker ps`` shows it (``Listed``)."""
-        ps = self._quick(["ps", "--all", "--no-trunc", "--filter",
-                          f"label=com.docker.compose.project={project_name}",
+        ps = self._quick(["ps", "--all", "--no-trunc", *_of_project(project_name),
                           "--format", LISTING])
         if ps.returncode != 0:
             raise self._translate(_exception(ps))
@@ -374,7 +373,7 @@ class Engine:
         wake the gate (and make it inspect the project) dozens of times a second.
         """
         args = [*self.docker_cmd(), "events", "--format", "{{json .}}", "--filter",
-                "type=container", "--filter", f"label=com.docker.compose.project={project_name}"]
+                "type=container", *_of_project(project_name)]
         for action in STATE_ACTIONS:
             args += ["--filter", f"event={action}"]
         return EventStream(args, on_event)
@@ -458,6 +457,11 @@ class Engine:
         except subprocess.TimeoutExpired:
             raise Unreachable(f"the Docker engine did not answer `{' '.join(args[1:3])}` "
                               f"within {limit:g}s", hint="check dockerd (docker info)") from None
+
+
+def _of_project(project_name: str) -> list[str]:
+    """The filter of a listing or event stream to the containers of one Compose project."""
+    return ["--filter", f"label=com.docker.compose.project={project_name}"]
 
 
 def _exception(done: subprocess.CompletedProcess[str]) -> DockerException:

@@ -42,15 +42,18 @@ def test_a_conclusive_line_says_what_inspect_says(project: ComposeProject,
     wait_for(lambda: [project.health(s) for s in ("healthy", "unhealthy", "paused", "crashed")]
              == ["healthy", "unhealthy", "healthy", "exited"], timeout=60, what="the states")
     docker("pause", project.container("paused")["Id"])
-    # Made outside Compose, with the project's labels but not Compose's image label.
-    docker("run", "-d", "--label", f"com.docker.compose.project={project.name}",
+    # Made outside Compose, with the project's labels but not Compose's image label (and no
+    # healthcheck: a "starting" that turns "healthy" between the reads below would move).
+    docker("run", "-d", "--no-healthcheck", "--label",
+           f"com.docker.compose.project={project.name}",
            "--label", "com.docker.compose.service=stray", app.local("healthy"))
     project.compose("run", "-d", "--no-deps", "plain")  # a one-off run
 
     engine = Engine()
     listing = engine.listing(project.name)
     inspected = {c.id: c for c in engine.inspect_containers([c.id for c in listing])}
-    assert listing == engine.listing(project.name), "the states moved while being read"
+    again = engine.listing(project.name)
+    assert listing == again, f"the states moved while being read: {listing} then {again}"
 
     by_service = {c.service: c for c in listing if not c.oneoff}
     assert {s: c.conclusive for s, c in sorted(by_service.items())} == {

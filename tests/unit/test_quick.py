@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import subprocess
+import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -235,20 +237,22 @@ def test_typer_still_reports_what_it_parses(project: Path,
     assert err.rstrip().endswith("see 'compose-rollback --help'")
 
 
+def _fresh_interpreter(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a new interpreter in ``cwd``, with the working tree's package."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=cwd, check=False,
+                          env={"PATH": "/usr/bin:/bin",
+                               "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+
+
 def test_the_plugin_answers_help_without_importing_typer(tmp_path: Path) -> None:
     """In a fresh interpreter: ``--help`` and ``history`` never import typer (or click)."""
-    import subprocess
-    import sys
-
     (tmp_path / "compose.yaml").write_text("services: {}\n")
     code = ("import sys\nfrom compose_rollback import plugin\n"
             "codes = [plugin.main(['--help']), plugin.main(['-p', 'shop', 'history'])]\n"
             "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'click'))\n"
             "print(codes, loaded, file=sys.stderr)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, check=False,
-                          env={"PATH": "/usr/bin:/bin",
-                               "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    done = _fresh_interpreter(code, tmp_path)
     assert done.stderr.strip() == "[0, 0] []", done.stderr
 
 
@@ -257,9 +261,6 @@ def test_the_quick_answers_leave_inspect_unloaded_and_typer_gets_it_loaded(
     """In a fresh interpreter: ``inspect`` (deferred by ``plugin``, ~7 ms) stays unloaded
     through ``--help`` and ``history``; an argument list for typer loads it first, in the
     main thread, before any thread of the command can meet it half-loaded."""
-    import subprocess
-    import sys
-
     (tmp_path / "compose.yaml").write_text("services: {}\n")
     code = ("import sys\nfrom compose_rollback import plugin\n"
             "loaded = lambda: '__getattr__' not in vars(sys.modules['inspect'])\n"
@@ -273,9 +274,6 @@ def test_the_quick_answers_leave_inspect_unloaded_and_typer_gets_it_loaded(
             "sys.addaudithook(hook)\n"
             "codes.append(plugin.main(['-p', 'shop', 'history', '--jsn']))\n"
             "print(codes, quick, seen, file=sys.stderr)\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=tmp_path, check=False,
-                          env={"PATH": "/usr/bin:/bin",
-                               "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    done = _fresh_interpreter(code, tmp_path)
     assert done.stderr.strip().splitlines()[-1] == "[0, 0, 0, 2] [False, False] [True]", \
         done.stderr
