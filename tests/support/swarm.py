@@ -98,13 +98,41 @@ class Stack:
         rows = [json.loads(line) for line in listing.stdout.splitlines() if line.strip()]
         return sorted(r["Image"] for r in rows if r["CurrentState"].startswith("Running"))
 
-    def remove(self) -> None:
-        docker("stack", "rm", self.name, check=None)
+    def remove(self, *, timeout: float = 120.0) -> None:
+        """Remove the stack and wait until its containers and networks are gone.
+
+        ``docker stack rm`` removes the services, then the networks, in one pass; a network whose
+        tasks are still shutting down is refused ("in use") and left behind, and nothing retries
+        it. So while anything is left, the removal is asked again every few seconds, and once no
+        container of the stack is left, a network still there is removed by name. A timeout names
+        what was left.
+        """
         label = f"label={STACK_LABEL}={self.name}"
+        docker("stack", "rm", self.name, check=None)
+        asked = time.monotonic()
+
+        def left() -> tuple[list[str], list[str]]:
+            containers = docker("ps", "--all", "--filter", label,
+                                "--format", "{{.Names}} {{.Status}}").stdout.splitlines()
+            nets = docker("network", "ls", "--filter", label,
+                          "--format", "{{.Name}}").stdout.split()
+            return [c for c in containers if c.strip()], nets
 
         def gone() -> bool:
-            left = docker("ps", "--all", "--quiet", "--filter", label).stdout.split()
-            nets = docker("network", "ls", "--quiet", "--filter", label).stdout.split()
-            return not left and not nets
+            nonlocal asked
+            containers, nets = left()
+            if not containers and not nets:
+                return True
+            if time.monotonic() - asked >= 5.0:
+                docker("stack", "rm", self.name, check=None)
+                if not containers and nets:
+                    docker("network", "rm", *nets, check=None)
+                asked = time.monotonic()
+            return False
 
-        wait_for(gone, timeout=60, what=f"stack {self.name} to be removed")
+        try:
+            wait_for(gone, timeout=timeout, interval=0.2, what=f"stack {self.name} to be removed")
+        except TimeoutError as timed_out:
+            containers, nets = left()
+            raise TimeoutError(f"{timed_out}: containers left {containers}, "
+                               f"networks left {nets}") from None
