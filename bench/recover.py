@@ -40,6 +40,7 @@ from bench.common import (
     summarize,
 )
 from support.helpers import free_port, unique_name
+from support.swarm import Stack
 
 CASES = ("unhealthy", "crash")
 SWARM_TIMEOUT = 300.0
@@ -221,17 +222,10 @@ class Swarm:
         }
 
     def remove(self) -> None:
-        docker("stack", "rm", self.stack, expect=None)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            left = docker("ps", "--all", "--quiet", "--filter",
-                          f"label=com.docker.swarm.service.name={self.service}").stdout.split()
-            nets = docker("network", "ls", "--quiet", "--filter",
-                          f"label=com.docker.stack.namespace={self.stack}").stdout.split()
-            if not left and not nets:
-                return
-            time.sleep(0.5)
-        log(f"swarm: stack {self.stack} still has containers or networks after 60 s")
+        try:
+            Stack(self.stack).remove(timeout=60)
+        except TimeoutError as left:
+            log(f"swarm: {left}")
 
 
 # -- the section -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from bench.common import STEM, BenchError, Workspace, docker, log
 from support.compose_project import ComposeProject
 from support.haproxy import LISTEN_PORT, Proxies, Proxy
 from support.helpers import unique_name
+from support.swarm import Stack
 
 STACK = """\
 version: "3.8"
@@ -140,14 +141,7 @@ class SwarmRig:
         self.removed = True
         if self.proxy is not None:
             self.proxy.cleanup()
-        docker("stack", "rm", self.stack, expect=None)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            left = docker("ps", "--all", "--quiet", "--filter",
-                          f"label=com.docker.swarm.service.name={self.service}").stdout.split()
-            nets = docker("network", "ls", "--quiet", "--filter",
-                          f"label=com.docker.stack.namespace={self.stack}").stdout.split()
-            if not left and not nets:
-                return
-            time.sleep(0.5)
-        log(f"zerodowntime/swarm: stack {self.stack} still has containers or networks")
+        try:
+            Stack(self.stack).remove(timeout=60)
+        except TimeoutError as left:
+            log(f"zerodowntime/swarm: {left}")
